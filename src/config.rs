@@ -1,0 +1,282 @@
+//! [`WalConfig`] and its builder. Every value is checked once, in [`WalConfigBuilder::build`],
+//! so a shard never starts with a configuration it cannot honour.
+//!
+//! | setting | default | limits |
+//! |---|---|---|
+//! | `shard_count` | CPUs available to the process | 1 ..= 1024 |
+//! | `placement` | [`CpuPlacement::PinnedPerShard`] | pinned shard `i` runs on CPU `i % cpus` |
+//! | `segment_bytes` | 64 MiB | multiple of 4 KiB, >= `flush_buffer_bytes + 4 KiB`, <= 1 TiB |
+//! | `flush_buffer_bytes` | 1 MiB | power of two, 8 KiB ..= 64 MiB |
+//! | `flush_buffer_count` | 4 | 2 ..= 64 |
+//! | `max_record_bytes` | 512 KiB | 1 ..= `flush_buffer_bytes - 4160` |
+//! | `durability` | [`Durability::Fdatasync`] | |
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::record::FRAME_HEADER_BYTES;
+use crate::segment::BLOCK_BYTES;
+
+/// How a shard makes written records durable.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Write with O_DIRECT, then `fdatasync` the segment: one fdatasync covers every record
+    /// of the writes that completed before it (group commit). The default.
+    #[default]
+    Fdatasync,
+    /// Open segments with `O_DSYNC`: a write is durable when it completes, no fdatasync.
+    Dsync,
+    /// Never sync. A "commit" resolves as soon as the write completes, which does **not**
+    /// survive power loss or a kernel crash. For measuring the rest of the pipeline only.
+    NoSyncBenchmarkOnly,
+}
+
+/// Where the per-core runtime runs each shard's executor.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub enum CpuPlacement {
+    /// Shard `i` is pinned to CPU `i % cpus` (thread-per-core). The default.
+    #[default]
+    PinnedPerShard,
+    /// Executors float over all CPUs (tests, shared machines, containers).
+    Unbound,
+}
+
+/// A validated configuration. Build one with [`WalConfig::builder`].
+#[derive(Clone, Debug)]
+pub struct WalConfig {
+    pub(crate) dir: PathBuf,
+    pub(crate) shard_count: u32,
+    pub(crate) placement: CpuPlacement,
+    pub(crate) segment_bytes: u64,
+    pub(crate) flush_buffer_bytes: usize,
+    pub(crate) flush_buffer_count: usize,
+    pub(crate) max_record_bytes: usize,
+    pub(crate) durability: Durability,
+}
+
+/// Bytes of a flush buffer that can never hold payload: a segment header block that the
+/// first write into a segment carries, the marker frame that starts every write and one
+/// record header, rounded up.
+pub const FLUSH_BUFFER_OVERHEAD_BYTES: usize = BLOCK_BYTES + 64;
+
+impl WalConfig {
+    /// A builder with the defaults from the module docs, for a log in `dir`.
+    pub fn builder(dir: impl Into<PathBuf>) -> WalConfigBuilder {
+        WalConfigBuilder {
+            dir: dir.into(),
+            shard_count: None,
+            placement: CpuPlacement::default(),
+            segment_bytes: 64 << 20,
+            flush_buffer_bytes: 1 << 20,
+            flush_buffer_count: 4,
+            max_record_bytes: 512 << 10,
+            durability: Durability::default(),
+        }
+    }
+
+    /// The log directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    /// Number of shards (one executor each).
+    pub fn shard_count(&self) -> u32 {
+        self.shard_count
+    }
+    /// CPU placement of the shard executors.
+    pub fn placement(&self) -> CpuPlacement {
+        self.placement
+    }
+    /// Size of every new segment file in bytes.
+    pub fn segment_bytes(&self) -> u64 {
+        self.segment_bytes
+    }
+    /// Size of one flush buffer in bytes.
+    pub fn flush_buffer_bytes(&self) -> usize {
+        self.flush_buffer_bytes
+    }
+    /// Number of flush buffers in each shard's ring.
+    pub fn flush_buffer_count(&self) -> usize {
+        self.flush_buffer_count
+    }
+    /// Largest record payload accepted, in bytes.
+    pub fn max_record_bytes(&self) -> usize {
+        self.max_record_bytes
+    }
+    /// The durability mode.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Bytes of DMA memory one shard allocates at open: every flush buffer plus its ladder of
+    /// power-of-two write pieces (4 KiB ..= half the buffer), plus one zero block buffer used
+    /// to pre-write segments.
+    pub fn arena_bytes_per_shard(&self) -> usize {
+        let ladder: usize = self.flush_buffer_bytes - BLOCK_BYTES; // 4K + 8K + ... + B/2
+        self.flush_buffer_count * (self.flush_buffer_bytes + ladder) + ZERO_FILL_BYTES
+    }
+
+    /// The glommio `io_memory` the runtime gives each shard executor: the arena rounded up to
+    /// a power of two, doubled for the buddy allocator's headroom.
+    pub fn io_memory_bytes(&self) -> usize {
+        self.arena_bytes_per_shard().next_power_of_two() * 2
+    }
+}
+
+/// Size of the zero buffer a shard uses to pre-write new segments.
+pub(crate) const ZERO_FILL_BYTES: usize = 1 << 20;
+
+/// Builds a [`WalConfig`]; see the module docs for defaults and limits.
+#[derive(Clone, Debug)]
+pub struct WalConfigBuilder {
+    dir: PathBuf,
+    shard_count: Option<u32>,
+    placement: CpuPlacement,
+    segment_bytes: u64,
+    flush_buffer_bytes: usize,
+    flush_buffer_count: usize,
+    max_record_bytes: usize,
+    durability: Durability,
+}
+
+impl WalConfigBuilder {
+    /// Number of shards. Default: the CPUs available to this process.
+    pub fn shard_count(mut self, shard_count: u32) -> Self {
+        self.shard_count = Some(shard_count);
+        self
+    }
+    /// CPU placement of shard executors. Default: pinned, one shard per CPU.
+    pub fn placement(mut self, placement: CpuPlacement) -> Self {
+        self.placement = placement;
+        self
+    }
+    /// Size of each new segment file in bytes. Default 64 MiB.
+    pub fn segment_bytes(mut self, segment_bytes: u64) -> Self {
+        self.segment_bytes = segment_bytes;
+        self
+    }
+    /// Size of one flush buffer in bytes. Default 1 MiB.
+    pub fn flush_buffer_bytes(mut self, flush_buffer_bytes: usize) -> Self {
+        self.flush_buffer_bytes = flush_buffer_bytes;
+        self
+    }
+    /// Number of flush buffers per shard. Default 4.
+    pub fn flush_buffer_count(mut self, flush_buffer_count: usize) -> Self {
+        self.flush_buffer_count = flush_buffer_count;
+        self
+    }
+    /// Largest record payload in bytes. Default 512 KiB.
+    pub fn max_record_bytes(mut self, max_record_bytes: usize) -> Self {
+        self.max_record_bytes = max_record_bytes;
+        self
+    }
+    /// Durability mode. Default [`Durability::Fdatasync`].
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// Checks every value and returns the configuration, or [`Error::InvalidConfig`] naming
+    /// the first value that is out of range.
+    pub fn build(self) -> Result<WalConfig> {
+        let bad = |msg: String| Err(Error::InvalidConfig(msg));
+        if self.dir.as_os_str().is_empty() {
+            return bad("dir must not be empty".into());
+        }
+        let shard_count = match self.shard_count {
+            Some(n) => n,
+            None => std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+        };
+        if !(1..=1024).contains(&shard_count) {
+            return bad(format!("shard_count = {shard_count}: must be 1 ..= 1024"));
+        }
+        let fb = self.flush_buffer_bytes;
+        if !fb.is_power_of_two() || !(8 << 10..=64 << 20).contains(&fb) {
+            return bad(format!(
+                "flush_buffer_bytes = {fb}: must be a power of two from 8 KiB to 64 MiB"
+            ));
+        }
+        if !(2..=64).contains(&self.flush_buffer_count) {
+            return bad(format!(
+                "flush_buffer_count = {}: must be 2 ..= 64",
+                self.flush_buffer_count
+            ));
+        }
+        let sb = self.segment_bytes;
+        if sb % BLOCK_BYTES as u64 != 0 || sb < (fb + BLOCK_BYTES) as u64 || sb > 1 << 40 {
+            return bad(format!(
+                "segment_bytes = {sb}: must be a multiple of 4096, at least flush_buffer_bytes + 4096 ({}) and at most 1 TiB",
+                fb + BLOCK_BYTES
+            ));
+        }
+        let limit = fb - FLUSH_BUFFER_OVERHEAD_BYTES;
+        if self.max_record_bytes == 0 || self.max_record_bytes > limit {
+            return bad(format!(
+                "max_record_bytes = {}: must be 1 ..= flush_buffer_bytes - {FLUSH_BUFFER_OVERHEAD_BYTES} = {limit}",
+                self.max_record_bytes
+            ));
+        }
+        debug_assert!(FRAME_HEADER_BYTES * 2 + 8 <= FLUSH_BUFFER_OVERHEAD_BYTES - BLOCK_BYTES);
+        Ok(WalConfig {
+            dir: self.dir,
+            shard_count,
+            placement: self.placement,
+            segment_bytes: sb,
+            flush_buffer_bytes: fb,
+            flush_buffer_count: self.flush_buffer_count,
+            max_record_bytes: self.max_record_bytes,
+            durability: self.durability,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> WalConfigBuilder {
+        WalConfig::builder("/tmp/x").shard_count(2)
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = base().build().unwrap();
+        assert_eq!(c.segment_bytes(), 64 << 20);
+        assert_eq!(c.max_record_bytes(), 512 << 10);
+        assert!(c.io_memory_bytes() >= c.arena_bytes_per_shard());
+    }
+
+    #[test]
+    fn each_bad_value_is_named() {
+        let cases: Vec<(WalConfigBuilder, &str)> = vec![
+            (WalConfig::builder(""), "dir"),
+            (base().shard_count(0), "shard_count"),
+            (base().shard_count(5000), "shard_count"),
+            (base().flush_buffer_bytes(12 << 10), "flush_buffer_bytes"),
+            (base().flush_buffer_bytes(4 << 10), "flush_buffer_bytes"),
+            (base().flush_buffer_count(1), "flush_buffer_count"),
+            (base().segment_bytes(1000), "segment_bytes"),
+            (base().segment_bytes(1 << 20), "segment_bytes"),
+            (base().max_record_bytes(0), "max_record_bytes"),
+            (base().max_record_bytes(1 << 20), "max_record_bytes"),
+        ];
+        for (b, field) in cases {
+            match b.build() {
+                Err(Error::InvalidConfig(msg)) => assert!(msg.starts_with(field), "{msg}"),
+                other => panic!("{field}: expected InvalidConfig, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn largest_record_allowed_fits() {
+        let c = base()
+            .flush_buffer_bytes(8 << 10)
+            .segment_bytes(12 << 10)
+            .max_record_bytes((8 << 10) - FLUSH_BUFFER_OVERHEAD_BYTES)
+            .build()
+            .unwrap();
+        assert_eq!(c.max_record_bytes(), 4032);
+    }
+}

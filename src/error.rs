@@ -1,0 +1,168 @@
+//! One error type for the whole crate.
+//!
+//! Every failure a caller can see is a variant of [`Error`], with a message that names what
+//! went wrong and where (shard, file, offset, LSN). Bad input ([`Error::EmptyRecord`],
+//! [`Error::RecordTooLarge`], [`Error::InvalidConfig`], ...) is rejected before anything is
+//! written, so it never costs data.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::lsn::{Lsn, ShardId};
+
+/// The result type of every fallible shardwal call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in shardwal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A configuration value is out of range or inconsistent with another one.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+
+    /// `append` was called with a zero-length record. Records hold 1 byte or more.
+    #[error("empty record: a record must hold at least 1 byte")]
+    EmptyRecord,
+
+    /// `append` was called with a record longer than the configured maximum.
+    #[error("record of {len_bytes} bytes exceeds max_record_bytes = {max_record_bytes}")]
+    RecordTooLarge {
+        /// Length of the rejected record in bytes.
+        len_bytes: usize,
+        /// The configured limit in bytes.
+        max_record_bytes: usize,
+    },
+
+    /// A call named an LSN that this shard has not handed out yet.
+    #[error("shard {shard}: lsn {requested} has not been appended yet (last appended lsn is {last_appended})")]
+    LsnNotAppended {
+        /// The shard.
+        shard: ShardId,
+        /// The LSN asked for.
+        requested: Lsn,
+        /// The highest LSN appended so far.
+        last_appended: Lsn,
+    },
+
+    /// A read asked for records that truncation already removed.
+    #[error("shard {shard}: lsn {requested} was truncated; the log now starts at lsn {first_available}")]
+    Truncated {
+        /// The shard.
+        shard: ShardId,
+        /// The LSN asked for.
+        requested: Lsn,
+        /// The lowest LSN still stored.
+        first_available: Lsn,
+    },
+
+    /// Truncation asked to remove records that are not durable yet.
+    #[error("shard {shard}: cannot truncate before lsn {requested}: only lsns up to {durable_lsn} are durable")]
+    TruncateBeyondDurable {
+        /// The shard.
+        shard: ShardId,
+        /// The LSN asked for.
+        requested: Lsn,
+        /// The shard's durable LSN.
+        durable_lsn: Lsn,
+    },
+
+    /// The shard hit an I/O error earlier and refuses to acknowledge anything until the WAL
+    /// is reopened. A commit that fails this way has an unknown outcome: the record may or
+    /// may not be found after reopening.
+    #[error("shard {shard} has failed after an I/O error ({cause}); reopen the WAL to recover")]
+    ShardFailed {
+        /// The shard.
+        shard: ShardId,
+        /// The first I/O error the shard hit.
+        cause: Arc<str>,
+    },
+
+    /// The shard was closed; it accepts nothing more.
+    #[error("shard {shard} is closed")]
+    Closed {
+        /// The shard.
+        shard: ShardId,
+    },
+
+    /// An operating-system I/O call failed.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What shardwal was doing ("creating segment", "reading segment", ...).
+        op: &'static str,
+        /// The file or directory involved.
+        path: PathBuf,
+        /// The error from the operating system.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file in the log directory is not a shardwal segment (its magic number is wrong).
+    #[error("{}: not a shardwal segment (bad magic); refusing to touch a foreign file", path.display())]
+    ForeignFile {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// A segment was written by a newer shardwal with a format this build cannot read.
+    #[error("{}: segment format version {found} is newer than this build supports ({supported}); upgrade shardwal", path.display())]
+    NewerFormat {
+        /// The file.
+        path: PathBuf,
+        /// The version found in the file.
+        found: u32,
+        /// The highest version this build reads.
+        supported: u32,
+    },
+
+    /// Stored data is damaged below the point that is known to have been durable: an
+    /// acknowledged record cannot be read back. shardwal reports this instead of cutting the
+    /// log short; the bytes are left in place for inspection.
+    #[error("shard {shard}: corruption in {} at byte offset {offset} (expected lsn {expected_lsn}): {detail}", path.display())]
+    Corruption {
+        /// The shard.
+        shard: ShardId,
+        /// The damaged file.
+        path: PathBuf,
+        /// Byte offset of the damage in that file.
+        offset: u64,
+        /// The LSN the damaged frame should have held.
+        expected_lsn: Lsn,
+        /// What was wrong.
+        detail: String,
+    },
+
+    /// The log directory is in a state shardwal cannot open (for example it holds more
+    /// shards than configured).
+    #[error("log directory {}: {detail}", path.display())]
+    BadDirectory {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// glommio could not start an executor or run a task (kernel too old, io_uring blocked
+    /// by seccomp, memlock limit below 512 KiB, CPU out of range, ...).
+    #[error("executor: {0}")]
+    Executor(String),
+
+    /// A shard task panicked; the message is the panic payload when it was a string.
+    #[error("shard {shard} task panicked: {message}")]
+    Panicked {
+        /// The shard.
+        shard: ShardId,
+        /// The panic payload.
+        message: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+        Error::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+}

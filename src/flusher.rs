@@ -1,0 +1,234 @@
+//! The flusher: one task per shard that moves data from the ring to durable storage.
+//!
+//! Each time it is woken it runs [`drive`] until nothing more can happen:
+//! 1. **Group commit**: when a commit waits for a record in the open batch and no write is
+//!    in flight, seal the open batch. While a write is in flight, more appends pile into the
+//!    open batch and go out together next time. No timer is needed.
+//! 2. **Submit** sealed batches in ring order; several may be in flight at once.
+//! 3. **Collect** write completions, in any order.
+//! 4. **Advance** the completed watermark over the contiguous prefix of written batches.
+//! 5. **Sync**: if no fdatasync is running and the completed watermark is ahead of the
+//!    durable one, snapshot it, fdatasync every file written since the last sync, and then
+//!    declare exactly that snapshot durable, waking its waiters.
+//! 6. **Prepare** the next segment in the background whenever none is ready.
+//!
+//! Any I/O error fails the shard; in-flight operations are then awaited (their results
+//! ignored) so no buffer is reused while the kernel may still read it, and the task exits.
+
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use crate::lsn::Lsn;
+use crate::record::FRAME_HEADER_BYTES;
+use crate::segment::prepare_segment;
+use crate::shard::{Core, PieceInFlight, State};
+use crate::Durability;
+
+/// Runs the flusher of `core` until the shard is closed or failed and idle.
+pub(crate) async fn run(core: Rc<Core>) {
+    poll_fn(|cx| drive(&core, cx)).await;
+    let mut st = core.st.borrow_mut();
+    st.closed = true;
+    st.waiters.wake_all();
+    st.wake_appenders();
+    for w in st.close_wakers.drain(..) {
+        w.wake();
+    }
+}
+
+fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
+    let mut guard = core.st.borrow_mut();
+    let st: &mut State = &mut guard;
+    match &st.flusher_waker {
+        Some(w) if w.will_wake(cx.waker()) => {}
+        _ => st.flusher_waker = Some(cx.waker().clone()),
+    }
+    loop {
+        let mut progress = false;
+        let healthy = st.failed.is_none();
+
+        // 1. Group commit: seal the open batch when someone waits on it and the device is
+        //    idle; when closing, seal whatever is open.
+        if healthy && st.ring.open.is_some() && st.ring.writes_pending() == 0 {
+            let wanted = st
+                .open_first_lsn()
+                .is_some_and(|first| st.waiters.max_lsn() >= first);
+            if wanted || st.closing {
+                st.seal_open();
+                progress = true;
+            }
+        }
+        // A closing shard ends with a marker-only batch that vouches for every record.
+        if healthy
+            && st.closing
+            && !st.final_marker_sealed
+            && st.appended_since_open
+            && st.ring.is_idle()
+            && st.sync.is_none()
+            && st.durable_lsn.0 + 1 == st.next_lsn.0
+        {
+            st.final_marker_sealed = true;
+            if st.open_batch(core, FRAME_HEADER_BYTES) {
+                st.seal_open();
+                progress = true;
+            }
+        }
+
+        // 2. Submit sealed batches, oldest first.
+        while healthy {
+            let Some(idx) = st.ring.next_sealed() else {
+                break;
+            };
+            st.ring.start_writes(idx, &mut st.piece_scratch);
+            let file = st.ring.slots[idx].file.clone().expect("sealed slot has a file");
+            st.metrics.flushes += 1;
+            for piece in st.piece_scratch.drain(..) {
+                let len = piece.buf.len();
+                let f = file.clone();
+                st.metrics.write_ops += 1;
+                st.metrics.written_bytes += len as u64;
+                st.in_flight.push(PieceInFlight {
+                    slot: idx,
+                    len,
+                    fut: Box::pin(async move { f.write_at(piece.buf, piece.file_pos).await }),
+                });
+            }
+            progress = true;
+        }
+
+        // 3. Collect completions (any order).
+        let mut i = 0;
+        while i < st.in_flight.len() {
+            match st.in_flight[i].fut.as_mut().poll(cx) {
+                Poll::Pending => i += 1,
+                Poll::Ready(result) => {
+                    let done = st.in_flight.swap_remove(i);
+                    progress = true;
+                    if st.failed.is_some() {
+                        continue;
+                    }
+                    match result {
+                        Ok(n) if n == done.len => st.ring.piece_written(done.slot),
+                        Ok(n) => st.fail(
+                            core.id,
+                            format!("short write: {n} of {} bytes (disk full?)", done.len),
+                        ),
+                        Err(e) => st.fail(core.id, format!("write failed: {e}")),
+                    }
+                }
+            }
+        }
+
+        // 4. Advance the contiguous completed prefix.
+        let mut freed = false;
+        while let Some(idx) = st.ring.pop_written() {
+            let slot = &mut st.ring.slots[idx];
+            let (generation, last_lsn) = (slot.generation, slot.last_lsn);
+            let file = slot.file.take().expect("written slot has a file");
+            st.completed_lsn = st.completed_lsn.max(last_lsn);
+            if !st.dirty.iter().any(|(g, _)| *g == generation) {
+                st.dirty.push((generation, file));
+            }
+            freed = true;
+        }
+        if freed {
+            st.wake_appenders();
+            progress = true;
+        }
+
+        // 5. Make the completed prefix durable.
+        if st.failed.is_none() {
+            match core.config.durability {
+                Durability::Fdatasync => {
+                    if st.sync.is_none() && !st.dirty.is_empty() {
+                        let target = st.completed_lsn;
+                        let files: Vec<_> = st.dirty.drain(..).map(|(_, f)| f).collect();
+                        st.sync = Some((
+                            target,
+                            Box::pin(async move {
+                                for f in &files {
+                                    f.fdatasync().await?;
+                                }
+                                Ok(())
+                            }),
+                        ));
+                    }
+                }
+                Durability::Dsync | Durability::NoSyncBenchmarkOnly => {
+                    st.dirty.clear();
+                    advance(st, st.completed_lsn);
+                }
+            }
+        }
+        if let Some((target, fut)) = &mut st.sync {
+            if let Poll::Ready(result) = fut.as_mut().poll(cx) {
+                let target = *target;
+                st.sync = None;
+                progress = true;
+                if st.failed.is_none() {
+                    match result {
+                        Ok(()) => {
+                            st.metrics.fdatasyncs += 1;
+                            advance(st, target);
+                        }
+                        Err(e) => st.fail(core.id, format!("fdatasync failed: {e}")),
+                    }
+                }
+            }
+        }
+
+        // 6. Keep one prepared segment ready.
+        if st.failed.is_none()
+            && !st.closing
+            && st.prepared.is_none()
+            && st.preparing.is_none()
+        {
+            let storage = core.storage.clone();
+            let dir = core.shard_dir.clone();
+            let zeros = core.zeros.clone();
+            let (generation, bytes) = (st.next_generation, core.config.segment_bytes);
+            st.next_generation += 1;
+            st.preparing = Some(Box::pin(async move {
+                prepare_segment(&*storage, &dir, generation, bytes, &zeros).await
+            }));
+        }
+        if let Some(fut) = &mut st.preparing {
+            if let Poll::Ready(result) = fut.as_mut().poll(cx) {
+                st.preparing = None;
+                progress = true;
+                match result {
+                    Ok(p) if st.failed.is_none() => {
+                        st.metrics.segments_prepared += 1;
+                        st.prepared = Some(p);
+                        st.wake_appenders();
+                    }
+                    Ok(_) => {}
+                    Err(e) => st.fail(core.id, format!("preparing a segment failed: {e}")),
+                }
+            }
+        }
+
+        if !progress {
+            break;
+        }
+    }
+
+    let idle_io = st.in_flight.is_empty() && st.sync.is_none() && st.preparing.is_none();
+    let finished_close = st.closing
+        && st.ring.open.is_none()
+        && st.ring.is_idle()
+        && st.durable_lsn.0 + 1 == st.next_lsn.0
+        && (st.final_marker_sealed || !st.appended_since_open);
+    if idle_io && (st.failed.is_some() || finished_close) {
+        return Poll::Ready(());
+    }
+    Poll::Pending
+}
+
+fn advance(st: &mut State, durable: Lsn) {
+    if durable > st.durable_lsn {
+        st.durable_lsn = durable;
+        st.waiters.advance(durable);
+    }
+}

@@ -1,0 +1,78 @@
+//! # shardwal
+//!
+//! A durable, thread-per-core write-ahead log for async services on Linux.
+//!
+//! Every core runs one **shard** on a [glommio] executor. A shard owns its DMA-aligned
+//! buffers, its ring of flush buffers and its own segment files, written with O_DIRECT
+//! through io_uring, so the append path takes no lock and crosses no core. Appending returns
+//! an [`Lsn`] at once; [`Shard::commit`] resolves when that record is durable. Many appends
+//! share one write and one fdatasync (group commit).
+//!
+//! ```no_run
+//! use shardwal::{Lsn, WalConfig};
+//!
+//! let config = WalConfig::builder("/var/lib/myapp/wal").shard_count(2).build()?;
+//! let handle = shardwal::spawn(config, |shard| async move {
+//!     let lsn = shard.append(b"hello").await?;
+//!     shard.commit(lsn).await?;                 // durable now
+//!     let lsn2 = shard.append_durable(b"world").await?;
+//!     for record in shard.reader(Lsn(1))? {     // replay what is durable
+//!         let record = record?;
+//!         println!("{} {:?}", record.lsn, record.payload);
+//!     }
+//!     Ok::<Lsn, shardwal::Error>(lsn2)
+//! })?;
+//! for last in handle.join()? { last?; }
+//! # Ok::<(), shardwal::Error>(())
+//! ```
+//!
+//! ## Guarantees
+//! * `commit(lsn)` resolves `Ok` only after an fdatasync that covers every record of the
+//!   shard up to `lsn` has completed ([`Durability::Dsync`]: after the O_DSYNC writes
+//!   completed).
+//! * After any I/O error the shard is failed: every pending and later commit returns
+//!   [`Error::ShardFailed`] until the log is reopened. The outcome of a failed commit is
+//!   unknown.
+//! * No write ever covers bytes that hold an earlier record: every batch starts at a fresh
+//!   4 KiB block.
+//! * Reopening recovers every acknowledged record, cuts a torn tail, and reports damage to
+//!   acknowledged data as [`Error::Corruption`] (see [`recovery`]).
+//! * Readers never see a record that is not durable.
+//!
+//! ## Modules, in the direction data flows
+//! [`config`] -> [`shard`] (append) -> [`ring`] (flush buffers) -> [`storage`] (I/O) ->
+//! [`commit`] (durable watermark, waiters); [`recovery`] and [`reader`] only read.
+//!
+//! Linux only: glommio needs io_uring (kernel >= 5.8).
+//!
+//! [glommio]: https://docs.rs/glommio
+
+#![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!("shardwal runs on Linux only: it needs io_uring (kernel >= 5.8) through glommio");
+
+pub(crate) mod arena;
+pub mod commit;
+pub mod config;
+pub mod error;
+pub(crate) mod flusher;
+pub mod lsn;
+pub mod metrics;
+pub mod reader;
+pub mod record;
+pub mod recovery;
+pub mod ring;
+pub mod runtime;
+pub mod segment;
+pub mod shard;
+pub mod storage;
+
+pub use config::{CpuPlacement, Durability, WalConfig, WalConfigBuilder};
+pub use error::{Error, Result};
+pub use lsn::{Cut, Lsn, ShardId};
+pub use metrics::ShardMetrics;
+pub use reader::{LogReader, Record};
+pub use runtime::{spawn, WalHandle};
+pub use shard::{Commit, Shard};

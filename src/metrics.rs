@@ -1,0 +1,26 @@
+//! Counters a shard keeps as it works; cheap to read with [`crate::Shard::metrics`].
+
+/// A snapshot of one shard's counters since it opened.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct ShardMetrics {
+    /// Records appended.
+    pub appends: u64,
+    /// Payload bytes appended.
+    pub appended_bytes: u64,
+    /// Batches sealed and written (one batch = one or more write calls).
+    pub flushes: u64,
+    /// Write calls submitted (a partial batch is one write per power-of-two piece).
+    pub write_ops: u64,
+    /// Bytes written to segments by flushes (4 KiB-padded), zero-filling excluded.
+    pub written_bytes: u64,
+    /// fdatasync calls completed successfully.
+    pub fdatasyncs: u64,
+    /// Appends that had to wait for a free flush buffer or a prepared segment.
+    pub ring_full_waits: u64,
+    /// Segments activated after the first.
+    pub rotations: u64,
+    /// Segments prepared (created and zero-filled).
+    pub segments_prepared: u64,
+    /// I/O errors seen (the first one fails the shard).
+    pub io_errors: u64,
+}

@@ -1,0 +1,198 @@
+//! Replay: iterate a shard's records in LSN order, from any LSN up to a bound.
+//!
+//! [`LogReader`] uses plain `std::fs` reads: it is `Send`, needs no executor, and works on a
+//! closed log directory ([`LogReader::open`]) as well as on a live shard
+//! ([`crate::Shard::reader`], bounded by the shard's durable LSN, so it never returns a
+//! record that is not durable). It holds one segment in memory at a time and hands out
+//! payloads as [`Bytes`] slices of it, without copying.
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::lsn::{Lsn, ShardId};
+use crate::record::{decode, segment_seed, Frame, FRAME_HEADER_BYTES};
+use crate::recovery::{scan_shard, ChainSegment};
+use crate::segment::{shard_dir, SegmentHeader, BLOCK_BYTES};
+
+/// One record read back from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// Its LSN.
+    pub lsn: Lsn,
+    /// Its payload, exactly as appended.
+    pub payload: Bytes,
+}
+
+/// An iterator over one shard's records, `from ..= upto`, in order.
+///
+/// Yields `Err` (and then stops) when a segment cannot be read or a frame that must exist
+/// (its LSN is at or below the bound) is damaged.
+pub struct LogReader {
+    shard: ShardId,
+    chain: Vec<ChainSegment>,
+    seg_idx: usize,
+    bytes: Bytes,
+    path: PathBuf,
+    seed: u64,
+    pos: usize,
+    expected: Lsn,
+    from: Lsn,
+    upto: Lsn,
+    done: bool,
+}
+
+impl LogReader {
+    /// Opens shard `shard` of the closed log in `dir` for reading from `from` to the last
+    /// valid record (as recovery would find it; the directory is not modified).
+    ///
+    /// Errors: everything [`crate::recovery::scan_shard`] reports, and [`Error::Truncated`]
+    /// when `from` is below the first stored record.
+    pub fn open(dir: &Path, shard: ShardId, from: Lsn) -> Result<LogReader> {
+        let scan = scan_shard(&shard_dir(dir, shard), shard)?;
+        let upto = Lsn(scan.next_lsn.0 - 1);
+        LogReader::new(shard, scan.chain, from, upto)
+    }
+
+    pub(crate) fn new(
+        shard: ShardId,
+        chain: Vec<ChainSegment>,
+        from: Lsn,
+        upto: Lsn,
+    ) -> Result<LogReader> {
+        let from = from.max(Lsn(1));
+        let first = chain.first().map_or(Lsn(1), |s| s.base_lsn);
+        if from < first {
+            return Err(Error::Truncated {
+                shard,
+                requested: from,
+                first_available: first,
+            });
+        }
+        // Start in the last segment whose base is at or below `from`.
+        let seg_idx = chain
+            .iter()
+            .rposition(|s| s.base_lsn <= from)
+            .unwrap_or(0);
+        let expected = chain.get(seg_idx).map_or(Lsn(1), |s| s.base_lsn);
+        Ok(LogReader {
+            shard,
+            done: chain.is_empty() || from > upto,
+            chain,
+            seg_idx,
+            bytes: Bytes::new(),
+            path: PathBuf::new(),
+            seed: 0,
+            pos: 0,
+            expected,
+            from,
+            upto,
+        })
+    }
+
+    /// The highest LSN this reader will return.
+    pub fn upto(&self) -> Lsn {
+        self.upto
+    }
+
+    fn corruption(&mut self, detail: String) -> Option<Result<Record>> {
+        self.done = true;
+        Some(Err(Error::Corruption {
+            shard: self.shard,
+            path: self.path.clone(),
+            offset: self.pos as u64,
+            expected_lsn: self.expected,
+            detail,
+        }))
+    }
+
+    fn load_segment(&mut self) -> Result<(), String> {
+        let seg = &self.chain[self.seg_idx];
+        self.path = seg.path.clone();
+        let data = std::fs::read(&seg.path).map_err(|e| format!("cannot read segment: {e}"))?;
+        let header = SegmentHeader::decode(&data)
+            .map_err(|e| format!("segment header does not decode: {e:?}"))?;
+        if header.base_lsn != self.expected {
+            return Err(format!(
+                "segment starts at lsn {} but lsn {} was expected",
+                header.base_lsn, self.expected
+            ));
+        }
+        self.seed = segment_seed(header.shard.0, header.generation);
+        self.bytes = Bytes::from(data);
+        self.pos = BLOCK_BYTES;
+        Ok(())
+    }
+
+    /// Moves to the next segment when the current one ends at `expected`.
+    fn next_segment(&mut self) -> bool {
+        self.seg_idx += 1;
+        self.bytes = Bytes::new();
+        self.seg_idx < self.chain.len()
+    }
+}
+
+impl Iterator for LogReader {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Result<Record>> {
+        loop {
+            if self.done || self.expected > self.upto {
+                self.done = true;
+                return None;
+            }
+            if self.bytes.is_empty() {
+                if let Err(detail) = self.load_segment() {
+                    return self.corruption(detail);
+                }
+            }
+            let at_end = self.pos + FRAME_HEADER_BYTES > self.bytes.len();
+            let frame = if at_end {
+                Frame::Zero
+            } else {
+                decode(&self.bytes[self.pos..], self.seed)
+            };
+            match frame {
+                Frame::Marker { .. } => self.pos += FRAME_HEADER_BYTES,
+                Frame::Zero if !at_end && self.pos % BLOCK_BYTES != 0 => {
+                    self.pos = self.pos.next_multiple_of(BLOCK_BYTES);
+                }
+                Frame::Record {
+                    lsn,
+                    payload,
+                    frame_bytes,
+                } if lsn == self.expected => {
+                    let start = self.pos;
+                    self.pos += frame_bytes;
+                    self.expected = lsn.next();
+                    if lsn >= self.from {
+                        let payload = self.bytes.slice(start + payload.start..start + payload.end);
+                        return Some(Ok(Record { lsn, payload }));
+                    }
+                }
+                // The segment ends here (cleanly, or in an abandoned tail): the next one
+                // must continue at `expected`.
+                other => {
+                    let continues = self
+                        .chain
+                        .get(self.seg_idx + 1)
+                        .is_some_and(|s| s.base_lsn == self.expected);
+                    if continues {
+                        self.next_segment();
+                        continue;
+                    }
+                    let what = match other {
+                        Frame::Invalid(r) => r.to_string(),
+                        Frame::Record { lsn, .. } => format!("found lsn {lsn} out of sequence"),
+                        _ => "the log ends early".to_string(),
+                    };
+                    return self.corruption(format!(
+                        "record {} should exist (bound {}), but {what}",
+                        self.expected, self.upto
+                    ));
+                }
+            }
+        }
+    }
+}

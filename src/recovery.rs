@@ -1,0 +1,357 @@
+//! Recovery: scan a shard's segments, verify every frame, and decide where the log ends.
+//!
+//! The scan is read-only and synchronous (plain `std::fs` reads), so readers of a closed
+//! directory use it without an executor. [`scan_shard`] returns a [`ShardScan`]: the chain
+//! of segments that hold the log, the next LSN, where writing may resume, and which files
+//! hold nothing acknowledged and should be removed. [`crate::shard`] applies it.
+//!
+//! # Torn tail or corruption?
+//! Several writes may be in flight when the machine dies, and they can land in any order, so
+//! after a crash the log can end in a hole followed by more valid-looking data. Those bytes
+//! were never acknowledged: a commit is acknowledged only after every write before it
+//! completed and an fdatasync covered it. Bit rot in acknowledged data looks the same on its
+//! own. What tells them apart is the **marker** that starts every write: it records the
+//! durable LSN at the time the write was sealed. So when the scan meets a bad frame where it
+//! expected LSN `x`:
+//! * if any valid marker anywhere in the shard vouches for a durable LSN `>= x`, record `x`
+//!   had been acknowledged: [`Error::Corruption`] is returned and nothing is cut away;
+//! * otherwise it is a torn tail: the log ends at `x - 1`, later segments are removed, and
+//!   writing resumes in a fresh segment whose base LSN is `x` (the damaged bytes are left
+//!   in place, never read again: a segment whose successor starts exactly where its valid
+//!   prefix ends has an *abandoned tail*).
+//!
+//! A clean shutdown writes a final marker that vouches for every record, so only the last
+//! group commit before a crash is ever judged without a voucher.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::lsn::{Lsn, ShardId};
+use crate::record::{decode, segment_seed, Frame, FRAME_HEADER_BYTES};
+use crate::segment::{list_segments, HeaderError, SegmentHeader, BLOCK_BYTES, FORMAT_VERSION};
+
+/// A segment in the valid chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainSegment {
+    /// Generation (file name).
+    pub generation: u64,
+    /// File path.
+    pub path: PathBuf,
+    /// LSN of its first record.
+    pub base_lsn: Lsn,
+}
+
+/// Where writing can go on inside the last segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resume {
+    /// Generation of the segment.
+    pub generation: u64,
+    /// File path.
+    pub path: PathBuf,
+    /// 4 KiB-aligned offset of the first unwritten block.
+    pub write_pos: u64,
+    /// Size of the segment file in bytes.
+    pub segment_bytes: u64,
+}
+
+/// A torn tail that recovery cut off.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TornTail {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Byte offset of the first bad frame.
+    pub offset: u64,
+    /// The LSN that frame should have held; the log now ends before it.
+    pub lsn: Lsn,
+    /// What was wrong with it.
+    pub reason: &'static str,
+}
+
+/// The result of scanning one shard.
+#[derive(Clone, Debug, Default)]
+pub struct ShardScan {
+    /// The segments that hold the log, oldest first.
+    pub chain: Vec<ChainSegment>,
+    /// The LSN the next appended record gets.
+    pub next_lsn: Lsn,
+    /// Continue writing in the last segment, if its tail is clean and has room.
+    pub resume: Option<Resume>,
+    /// Files that hold nothing acknowledged (unused, or beyond a torn tail).
+    pub remove: Vec<PathBuf>,
+    /// The generation for the next new segment (above every file seen).
+    pub next_generation: u64,
+    /// The torn tail cut off, if any.
+    pub torn_tail: Option<TornTail>,
+    /// Records verified.
+    pub record_count: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Damage {
+    path: PathBuf,
+    offset: u64,
+    lsn: Lsn,
+    reason: &'static str,
+    chain_len: usize,
+}
+
+/// How the contiguous scan of one segment ended.
+pub(crate) enum SegmentEnd {
+    /// A zero block boundary with only zeros after it: writing may resume at `write_pos`.
+    Clean { write_pos: u64 },
+    /// The segment is full to its last frame.
+    Full,
+    /// A bad frame at `offset` where `expected` should have been.
+    Damaged { offset: u64, reason: &'static str },
+}
+
+/// Walks the frames of one segment (`bytes` is the whole file) from its first block,
+/// calling `visit` for each record in order. Returns how it ended, the next expected LSN and
+/// the highest LSN vouched for by a marker in the contiguous part.
+pub(crate) fn scan_frames(
+    bytes: &[u8],
+    header: &SegmentHeader,
+    mut visit: impl FnMut(Lsn, std::ops::Range<usize>) -> bool,
+) -> (SegmentEnd, Lsn, Lsn) {
+    let seed = segment_seed(header.shard.0, header.generation);
+    let mut expected = header.base_lsn;
+    let mut vouched = Lsn::ZERO;
+    let mut pos = BLOCK_BYTES;
+    loop {
+        if pos + FRAME_HEADER_BYTES > bytes.len() {
+            return (SegmentEnd::Full, expected, vouched);
+        }
+        match decode(&bytes[pos..], seed) {
+            Frame::Marker { durable_lsn } => {
+                if pos % BLOCK_BYTES != 0 {
+                    let end = SegmentEnd::Damaged {
+                        offset: pos as u64,
+                        reason: "marker inside a write",
+                    };
+                    return (end, expected, vouched);
+                }
+                vouched = vouched.max(durable_lsn);
+                pos += FRAME_HEADER_BYTES;
+            }
+            Frame::Record {
+                lsn,
+                payload,
+                frame_bytes,
+            } => {
+                if lsn != expected {
+                    let end = SegmentEnd::Damaged {
+                        offset: pos as u64,
+                        reason: "record out of sequence (stale or misplaced)",
+                    };
+                    return (end, expected, vouched);
+                }
+                if !visit(lsn, pos + payload.start..pos + payload.end) {
+                    return (SegmentEnd::Full, expected.next(), vouched);
+                }
+                expected = expected.next();
+                pos += frame_bytes;
+            }
+            Frame::Zero if pos % BLOCK_BYTES != 0 => {
+                pos = pos.next_multiple_of(BLOCK_BYTES);
+            }
+            Frame::Zero => {
+                let end = if bytes[pos..].iter().all(|&b| b == 0) {
+                    SegmentEnd::Clean {
+                        write_pos: pos as u64,
+                    }
+                } else {
+                    SegmentEnd::Damaged {
+                        offset: pos as u64,
+                        reason: "data after a hole (writes landed out of order)",
+                    }
+                };
+                return (end, expected, vouched);
+            }
+            Frame::Invalid(reason) => {
+                return (
+                    SegmentEnd::Damaged {
+                        offset: pos as u64,
+                        reason,
+                    },
+                    expected,
+                    vouched,
+                )
+            }
+        }
+    }
+}
+
+/// The highest durable LSN vouched for by any valid marker at a block boundary at or after
+/// `from` (used past a damaged frame, where the contiguous scan cannot go).
+fn markers_after(bytes: &[u8], seed: u64, from: usize) -> Lsn {
+    let mut vouched = Lsn::ZERO;
+    let mut pos = from.next_multiple_of(BLOCK_BYTES).max(BLOCK_BYTES);
+    while pos + FRAME_HEADER_BYTES <= bytes.len() {
+        if let Frame::Marker { durable_lsn } = decode(&bytes[pos..], seed) {
+            vouched = vouched.max(durable_lsn);
+        }
+        pos += BLOCK_BYTES;
+    }
+    vouched
+}
+
+fn read_segment(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::io("reading segment", path, e))
+}
+
+/// Scans every segment of shard `shard` in `shard_dir` (see the module docs). Reads only.
+///
+/// Errors: [`Error::ForeignFile`] and [`Error::NewerFormat`] for files it must not touch,
+/// [`Error::Corruption`] for damage below the vouched-for durable point or a segment that
+/// belongs to another shard, [`Error::Io`] when a file cannot be read.
+pub fn scan_shard(shard_dir: &Path, shard: ShardId) -> Result<ShardScan> {
+    let files = list_segments(shard_dir)?;
+    let mut scan = ShardScan {
+        next_lsn: Lsn(1),
+        next_generation: files.last().map_or(1, |(g, _)| g + 1),
+        ..ShardScan::default()
+    };
+    let mut expected: Option<Lsn> = None;
+    // A damaged end of the previous segment, forgiven if the next one continues from it.
+    let mut pending: Option<Damage> = None;
+    let mut damage: Option<Damage> = None;
+    let mut vouched = Lsn::ZERO;
+    let mut last_end_clean: Option<(u64, PathBuf, u64, u64)> = None;
+
+    for (generation, path) in files {
+        let bytes = read_segment(&path)?;
+        let header = match SegmentHeader::decode(&bytes) {
+            Ok(h) => Some(h),
+            Err(HeaderError::Foreign) => return Err(Error::ForeignFile { path }),
+            Err(HeaderError::Newer(found)) => {
+                return Err(Error::NewerFormat {
+                    path,
+                    found,
+                    supported: FORMAT_VERSION,
+                })
+            }
+            Err(HeaderError::Unused) => None,
+            Err(HeaderError::Corrupt(reason)) => {
+                if damage.is_none() {
+                    damage = pending.take().or(Some(Damage {
+                        path: path.clone(),
+                        offset: 0,
+                        lsn: expected.unwrap_or(Lsn(1)),
+                        reason,
+                        chain_len: scan.chain.len(),
+                    }));
+                }
+                // The header cannot be trusted, so neither can a seed derived from it; use
+                // the one the file name implies to look for vouching markers.
+                vouched = vouched.max(markers_after(
+                    &bytes,
+                    segment_seed(shard.0, generation),
+                    BLOCK_BYTES,
+                ));
+                scan.remove.push(path);
+                continue;
+            }
+        };
+        let Some(header) = header else {
+            // Prepared but never written: holds nothing.
+            scan.remove.push(path);
+            continue;
+        };
+        if header.shard != shard || header.generation != generation {
+            return Err(Error::Corruption {
+                shard,
+                path,
+                offset: 0,
+                expected_lsn: expected.unwrap_or(Lsn(1)),
+                detail: format!(
+                    "segment header says shard {} generation {}, but the file is shard {} generation {}",
+                    header.shard, header.generation, shard, generation
+                ),
+            });
+        }
+        let seed = segment_seed(shard.0, generation);
+        if damage.is_some() {
+            // Beyond a torn tail: only look for markers that would prove it was not torn.
+            vouched = vouched.max(markers_after(&bytes, seed, BLOCK_BYTES));
+            scan.remove.push(path);
+            continue;
+        }
+        if let Some(e) = expected {
+            if header.base_lsn != e {
+                let d = pending.take().unwrap_or(Damage {
+                    path: path.clone(),
+                    offset: 0,
+                    lsn: e,
+                    reason: "segment does not continue the previous one",
+                    chain_len: scan.chain.len(),
+                });
+                damage = Some(d);
+                vouched = vouched.max(markers_after(&bytes, seed, BLOCK_BYTES));
+                scan.remove.push(path);
+                continue;
+            }
+            // The previous segment's damaged end (if any) is an abandoned tail.
+            pending = None;
+        }
+        let (end, next, seg_vouched) = scan_frames(&bytes, &header, |_, _| true);
+        vouched = vouched.max(seg_vouched);
+        scan.record_count += next.0 - header.base_lsn.0;
+        scan.chain.push(ChainSegment {
+            generation,
+            path: path.clone(),
+            base_lsn: header.base_lsn,
+        });
+        expected = Some(next);
+        last_end_clean = None;
+        match end {
+            SegmentEnd::Clean { write_pos } => {
+                last_end_clean = Some((generation, path, write_pos, bytes.len() as u64));
+            }
+            SegmentEnd::Full => {}
+            SegmentEnd::Damaged { offset, reason } => {
+                vouched = vouched.max(markers_after(&bytes, seed, offset as usize + 1));
+                pending = Some(Damage {
+                    path,
+                    offset,
+                    lsn: next,
+                    reason,
+                    chain_len: scan.chain.len(),
+                });
+            }
+        }
+    }
+
+    let damage = damage.or(pending);
+    scan.next_lsn = expected.unwrap_or(Lsn(1));
+    if let Some(d) = damage {
+        if d.lsn <= vouched {
+            return Err(Error::Corruption {
+                shard,
+                path: d.path,
+                offset: d.offset,
+                expected_lsn: d.lsn,
+                detail: format!(
+                    "{}; a later marker shows lsn {} was durable, so this is damage to acknowledged data, not a torn write",
+                    d.reason, vouched
+                ),
+            });
+        }
+        scan.chain.truncate(d.chain_len);
+        scan.next_lsn = d.lsn;
+        scan.torn_tail = Some(TornTail {
+            path: d.path,
+            offset: d.offset,
+            lsn: d.lsn,
+            reason: d.reason,
+        });
+        scan.resume = None;
+    } else if let Some((generation, path, write_pos, segment_bytes)) = last_end_clean {
+        scan.resume = Some(Resume {
+            generation,
+            path,
+            write_pos,
+            segment_bytes,
+        });
+    }
+    Ok(scan)
+}

@@ -1,0 +1,275 @@
+//! The flush ring: a fixed set of slots that go `Free -> Open -> Sealed -> InFlight ->
+//! Written -> Free`, always in the same round-robin order.
+//!
+//! * **Open**: at most one slot at a time. Appends copy frames into its fill buffer. Every
+//!   batch starts at a 4 KiB-aligned file position with a marker frame (and, for the first
+//!   batch of a segment, the segment header block before it).
+//! * **Sealed**: the batch is closed: the marker gets the durable LSN of that moment, the tail
+//!   up to the next 4 KiB boundary is zeroed, and the flusher may submit its writes.
+//! * **InFlight**: its piece writes are submitted; they may complete in any order, and
+//!   several slots may be in flight at once.
+//! * **Written**: every piece completed. The slot becomes Free only when every older slot is
+//!   Written too ([`Ring::pop_written`]), which is what makes the completed watermark
+//!   contiguous.
+//!
+//! A shard is single-threaded, so none of this needs atomics. This module does no I/O and
+//! knows nothing about executors.
+
+use std::rc::Rc;
+
+use glommio::io::DmaBuffer;
+
+use crate::arena::SlotBuffers;
+use crate::lsn::Lsn;
+use crate::record::{encode_marker, FRAME_HEADER_BYTES};
+use crate::segment::{SegmentHeader, BLOCK_BYTES};
+use crate::storage::StorageFile;
+
+/// Where a slot is in its life.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum SlotState {
+    Free,
+    Open,
+    Sealed,
+    InFlight { pending_writes: u32 },
+    Written,
+}
+
+/// Where an opened batch goes in the file.
+pub(crate) struct BatchTarget {
+    pub generation: u64,
+    pub file: Rc<dyn StorageFile>,
+    pub seed: u64,
+    /// 4 KiB-aligned file position of the batch's first byte.
+    pub file_pos: u64,
+    /// Bytes the batch may occupy (fill buffer size, or less near the segment's end).
+    pub limit_bytes: usize,
+    /// The segment header, when this is the first batch of a segment.
+    pub header: Option<SegmentHeader>,
+}
+
+pub(crate) struct Slot {
+    pub bufs: SlotBuffers,
+    pub state: SlotState,
+    pub generation: u64,
+    pub file: Option<Rc<dyn StorageFile>>,
+    seed: u64,
+    pub file_pos: u64,
+    used_bytes: usize,
+    limit_bytes: usize,
+    marker_offset: usize,
+    /// Highest LSN in this batch, or the LSN before it when the batch holds no record.
+    pub last_lsn: Lsn,
+    pub record_count: u32,
+    /// 4 KiB-padded length of the sealed batch.
+    pub padded_bytes: usize,
+}
+
+/// The fixed ring of flush buffers of one shard.
+pub(crate) struct Ring {
+    pub slots: Vec<Slot>,
+    /// The slot appends copy into, if any.
+    pub open: Option<usize>,
+    /// The slot the next `open` takes (round robin).
+    next_open: usize,
+    /// The oldest slot that is not Free.
+    oldest: usize,
+}
+
+/// One write a sealed slot needs: a buffer (a clone of the slot's `Rc`) and a file position.
+pub(crate) struct PieceWrite {
+    pub buf: Rc<DmaBuffer>,
+    pub file_pos: u64,
+}
+
+impl Ring {
+    pub fn new(buffers: Vec<SlotBuffers>) -> Ring {
+        assert!(buffers.len() >= 2);
+        let slots = buffers
+            .into_iter()
+            .map(|bufs| Slot {
+                bufs,
+                state: SlotState::Free,
+                generation: 0,
+                file: None,
+                seed: 0,
+                file_pos: 0,
+                used_bytes: 0,
+                limit_bytes: 0,
+                marker_offset: 0,
+                last_lsn: Lsn::ZERO,
+                record_count: 0,
+                padded_bytes: 0,
+            })
+            .collect();
+        Ring {
+            slots,
+            open: None,
+            next_open: 0,
+            oldest: 0,
+        }
+    }
+
+    /// Whether a slot is free to be opened.
+    pub fn can_open(&self) -> bool {
+        self.open.is_none() && self.slots[self.next_open].state == SlotState::Free
+    }
+
+    /// Opens the next slot for `target`; `prev_lsn` is the last LSN handed out so far.
+    /// Panics unless [`Ring::can_open`].
+    pub fn open(&mut self, target: BatchTarget, prev_lsn: Lsn) {
+        assert!(self.can_open());
+        assert_eq!(target.file_pos % BLOCK_BYTES as u64, 0);
+        let idx = self.next_open;
+        let slot = &mut self.slots[idx];
+        let fill = Rc::get_mut(&mut slot.bufs.fill).expect("a free slot's buffer has no writer");
+        assert!(target.limit_bytes <= fill.len());
+        let mut used = 0;
+        if let Some(h) = &target.header {
+            h.encode(&mut fill.as_bytes_mut()[..BLOCK_BYTES]);
+            used = BLOCK_BYTES;
+        }
+        slot.marker_offset = used;
+        used += FRAME_HEADER_BYTES;
+        assert!(used <= target.limit_bytes);
+        slot.state = SlotState::Open;
+        slot.generation = target.generation;
+        slot.file = Some(target.file);
+        slot.seed = target.seed;
+        slot.file_pos = target.file_pos;
+        slot.used_bytes = used;
+        slot.limit_bytes = target.limit_bytes;
+        slot.last_lsn = prev_lsn;
+        slot.record_count = 0;
+        slot.padded_bytes = 0;
+        self.open = Some(idx);
+        self.next_open = (idx + 1) % self.slots.len();
+    }
+
+    /// Space for one frame of `frame_bytes` in the open slot, with the slot's checksum seed,
+    /// or `None` when no slot is open or the frame does not fit.
+    #[inline]
+    pub fn reserve(&mut self, frame_bytes: usize, lsn: Lsn) -> Option<(&mut [u8], u64)> {
+        let idx = self.open?;
+        let slot = &mut self.slots[idx];
+        if slot.used_bytes + frame_bytes > slot.limit_bytes {
+            return None;
+        }
+        let start = slot.used_bytes;
+        slot.used_bytes += frame_bytes;
+        slot.last_lsn = lsn;
+        slot.record_count += 1;
+        let fill = Rc::get_mut(&mut slot.bufs.fill).expect("an open slot has no writer");
+        Some((
+            &mut fill.as_bytes_mut()[start..start + frame_bytes],
+            slot.seed,
+        ))
+    }
+
+    /// Records in the open slot (0 when none is open).
+    pub fn open_record_count(&self) -> u32 {
+        self.open.map_or(0, |i| self.slots[i].record_count)
+    }
+
+    /// Seals the open slot: writes its marker with `durable_lsn`, zeroes the tail up to the
+    /// next 4 KiB boundary. Returns the file position right after the batch.
+    pub fn seal_open(&mut self, durable_lsn: Lsn) -> u64 {
+        let idx = self.open.take().expect("seal_open without an open slot");
+        let slot = &mut self.slots[idx];
+        let padded = slot.used_bytes.next_multiple_of(BLOCK_BYTES);
+        assert!(padded <= slot.bufs.fill.len());
+        let fill = Rc::get_mut(&mut slot.bufs.fill).expect("an open slot has no writer");
+        let bytes = fill.as_bytes_mut();
+        encode_marker(&mut bytes[slot.marker_offset..], slot.seed, durable_lsn);
+        bytes[slot.used_bytes..padded].fill(0);
+        slot.padded_bytes = padded;
+        slot.state = SlotState::Sealed;
+        slot.file_pos + padded as u64
+    }
+
+    /// The oldest sealed slot whose writes are not submitted yet.
+    pub fn next_sealed(&self) -> Option<usize> {
+        let n = self.slots.len();
+        (0..n)
+            .map(|i| (self.oldest + i) % n)
+            .take_while(|&i| self.slots[i].state != SlotState::Free)
+            .find(|&i| self.slots[i].state == SlotState::Sealed)
+    }
+
+    /// The writes that put sealed slot `idx` on disk, and marks the slot in flight. A full
+    /// batch is written straight from the fill buffer; a partial one is copied into the
+    /// piece ladder, one piece per set bit of its block count, largest first.
+    pub fn start_writes(&mut self, idx: usize, out: &mut Vec<PieceWrite>) {
+        let slot = &mut self.slots[idx];
+        assert_eq!(slot.state, SlotState::Sealed);
+        let padded = slot.padded_bytes;
+        let mut writes = 0u32;
+        if padded == slot.bufs.fill.len() {
+            out.push(PieceWrite {
+                buf: slot.bufs.fill.clone(),
+                file_pos: slot.file_pos,
+            });
+            writes = 1;
+        } else {
+            let src = slot.bufs.fill.as_bytes();
+            let mut offset = 0;
+            for k in (0..slot.bufs.pieces.len()).rev() {
+                let size = BLOCK_BYTES << k;
+                if padded & size == 0 {
+                    continue;
+                }
+                let piece = Rc::get_mut(&mut slot.bufs.pieces[k]).expect("a sealed slot's pieces have no writer");
+                piece.as_bytes_mut().copy_from_slice(&src[offset..offset + size]);
+                out.push(PieceWrite {
+                    buf: slot.bufs.pieces[k].clone(),
+                    file_pos: slot.file_pos + offset as u64,
+                });
+                offset += size;
+                writes += 1;
+            }
+            assert_eq!(offset, padded);
+        }
+        slot.state = SlotState::InFlight {
+            pending_writes: writes,
+        };
+    }
+
+    /// One piece write of slot `idx` completed successfully.
+    pub fn piece_written(&mut self, idx: usize) {
+        let slot = &mut self.slots[idx];
+        match slot.state {
+            SlotState::InFlight { pending_writes: 1 } => slot.state = SlotState::Written,
+            SlotState::InFlight { pending_writes } => {
+                slot.state = SlotState::InFlight {
+                    pending_writes: pending_writes - 1,
+                }
+            }
+            other => panic!("piece completion for a slot in state {other:?}"),
+        }
+    }
+
+    /// Frees the oldest slot if it is Written and returns its index: the contiguous prefix of
+    /// completed batches grows by one. `None` while the oldest batch is still pending.
+    pub fn pop_written(&mut self) -> Option<usize> {
+        let idx = self.oldest;
+        if self.slots[idx].state != SlotState::Written {
+            return None;
+        }
+        self.slots[idx].state = SlotState::Free;
+        self.oldest = (idx + 1) % self.slots.len();
+        Some(idx)
+    }
+
+    /// Slots sealed or in flight (not yet Written).
+    pub fn writes_pending(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| matches!(s.state, SlotState::Sealed | SlotState::InFlight { .. }))
+            .count()
+    }
+
+    /// Whether every slot is Free.
+    pub fn is_idle(&self) -> bool {
+        self.slots.iter().all(|s| s.state == SlotState::Free)
+    }
+}

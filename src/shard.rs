@@ -1,0 +1,662 @@
+//! One shard: append, commit, sync, read, truncate, close.
+//!
+//! A [`Shard`] lives on one glommio executor and is `!Send`: clone the handle to share it
+//! between the tasks of that executor. Data flows one way: [`Shard::append`] copies the
+//! record into the open flush buffer of the ring and returns its [`Lsn`] at once; the
+//! flusher task ([`crate::flusher`]) writes sealed buffers, fdatasyncs, and moves the
+//! durable watermark, which wakes [`Shard::commit`] waiters.
+//!
+//! # Failure
+//! After any write, fdatasync, create or remove error the shard is **failed**: every pending
+//! and later call returns [`Error::ShardFailed`] until the WAL is reopened, which runs
+//! recovery. A commit that failed has an unknown outcome. Nothing retries an fdatasync.
+
+use std::cell::RefCell;
+use std::future::{poll_fn, Future};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use futures::future::LocalBoxFuture;
+
+use crate::arena::Arena;
+use crate::commit::Waiters;
+use crate::config::{WalConfig, ZERO_FILL_BYTES};
+use crate::error::{Error, Result};
+use crate::lsn::{Lsn, ShardId};
+use crate::metrics::ShardMetrics;
+use crate::reader::LogReader;
+use crate::record::{encode_record, frame_bytes, segment_seed, FRAME_HEADER_BYTES};
+use crate::recovery::{scan_shard, ChainSegment};
+use crate::ring::{BatchTarget, PieceWrite, Ring};
+use crate::segment::{prepare_segment, shard_dir, PreparedSegment, SegmentHeader, BLOCK_BYTES};
+use crate::storage::{DmaStorage, Storage, StorageFile};
+use crate::Durability;
+
+/// The segment appends currently go to.
+pub(crate) struct ActiveSegment {
+    pub generation: u64,
+    pub file: Rc<dyn StorageFile>,
+    pub write_pos: u64,
+    pub segment_bytes: u64,
+}
+
+pub(crate) struct PieceInFlight {
+    pub slot: usize,
+    pub len: usize,
+    pub fut: LocalBoxFuture<'static, std::io::Result<usize>>,
+}
+
+/// Everything a shard mutates. Only its own executor touches it.
+pub(crate) struct State {
+    pub ring: Ring,
+    pub next_lsn: Lsn,
+    pub completed_lsn: Lsn,
+    pub durable_lsn: Lsn,
+    pub active: ActiveSegment,
+    pub prepared: Option<PreparedSegment>,
+    pub preparing: Option<LocalBoxFuture<'static, std::io::Result<PreparedSegment>>>,
+    pub chain: Vec<ChainSegment>,
+    pub next_generation: u64,
+    pub in_flight: Vec<PieceInFlight>,
+    pub piece_scratch: Vec<PieceWrite>,
+    /// Files with completed writes not yet covered by an fdatasync.
+    pub dirty: Vec<(u64, Rc<dyn StorageFile>)>,
+    pub sync: Option<(Lsn, LocalBoxFuture<'static, std::io::Result<()>>)>,
+    pub waiters: Waiters,
+    pub append_wakers: Vec<Waker>,
+    pub flusher_waker: Option<Waker>,
+    pub failed: Option<Arc<str>>,
+    pub closing: bool,
+    pub closed: bool,
+    pub close_wakers: Vec<Waker>,
+    /// A closing shard writes one last marker so recovery can vouch for every record.
+    pub final_marker_sealed: bool,
+    pub appended_since_open: bool,
+    pub metrics: ShardMetrics,
+}
+
+pub(crate) struct Core {
+    pub id: ShardId,
+    pub config: WalConfig,
+    pub shard_dir: PathBuf,
+    pub storage: Rc<dyn Storage>,
+    pub zeros: Rc<glommio::io::DmaBuffer>,
+    pub registered: bool,
+    pub st: RefCell<State>,
+}
+
+/// Sets the shard closing when the last user handle is dropped, so the flusher drains what
+/// was appended and exits instead of living on.
+struct CloseOnDrop(Rc<Core>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let mut st = self.0.st.borrow_mut();
+        st.closing = true;
+        st.wake_flusher();
+    }
+}
+
+/// A handle to one open shard. Cheap to clone; `!Send` (it belongs to its executor).
+#[derive(Clone)]
+pub struct Shard {
+    core: Rc<Core>,
+    _guard: Rc<CloseOnDrop>,
+}
+
+impl State {
+    pub fn wake_flusher(&mut self) {
+        if let Some(w) = &self.flusher_waker {
+            w.wake_by_ref();
+        }
+    }
+
+    pub fn wake_appenders(&mut self) {
+        for w in self.append_wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn refusal(&self, shard: ShardId) -> Option<Error> {
+        if let Some(cause) = &self.failed {
+            return Some(Error::ShardFailed {
+                shard,
+                cause: cause.clone(),
+            });
+        }
+        if self.closing {
+            return Some(Error::Closed { shard });
+        }
+        None
+    }
+
+    /// The first LSN in the open (unsealed) batch, if it holds any record.
+    pub fn open_first_lsn(&self) -> Option<Lsn> {
+        match self.ring.open_record_count() {
+            0 => None,
+            n => Some(Lsn(self.next_lsn.0 - n as u64)),
+        }
+    }
+
+    /// Opens the next ring slot at the active segment's write position, rotating to the
+    /// prepared segment when `need_bytes` (marker + frame) would not fit. `false` when it
+    /// must wait: no free slot, or no prepared segment yet.
+    pub fn open_batch(&mut self, core: &Core, need_bytes: usize) -> bool {
+        if !self.ring.can_open() {
+            return false;
+        }
+        let header_bytes = |wp: u64| if wp == 0 { BLOCK_BYTES } else { 0 };
+        let a = &self.active;
+        if a.segment_bytes - a.write_pos < (header_bytes(a.write_pos) + need_bytes) as u64 {
+            let Some(p) = self.prepared.take() else {
+                self.wake_flusher();
+                return false;
+            };
+            tracing::info!(shard = %core.id, generation = p.generation, base_lsn = %self.next_lsn, "segment rotation");
+            self.chain.push(ChainSegment {
+                generation: p.generation,
+                path: p.path,
+                base_lsn: self.next_lsn,
+            });
+            self.active = ActiveSegment {
+                generation: p.generation,
+                file: p.file,
+                write_pos: 0,
+                segment_bytes: p.segment_bytes,
+            };
+            self.metrics.rotations += 1;
+            self.wake_flusher(); // prepare the next one
+        }
+        let a = &self.active;
+        let header = (a.write_pos == 0).then(|| SegmentHeader {
+            shard: core.id,
+            generation: a.generation,
+            base_lsn: self.next_lsn,
+            segment_bytes: a.segment_bytes,
+        });
+        let limit = (a.segment_bytes - a.write_pos).min(core.config.flush_buffer_bytes as u64);
+        let target = BatchTarget {
+            generation: a.generation,
+            file: a.file.clone(),
+            seed: segment_seed(core.id.0, a.generation),
+            file_pos: a.write_pos,
+            limit_bytes: limit as usize,
+            header,
+        };
+        self.ring.open(target, Lsn(self.next_lsn.0 - 1));
+        true
+    }
+
+    /// Seals the open batch and moves the write position past it.
+    pub fn seal_open(&mut self) {
+        let end = self.ring.seal_open(self.durable_lsn);
+        self.active.write_pos = end;
+        self.wake_flusher();
+    }
+
+    /// Copies one record into the ring. `None` when it must wait (backpressure).
+    #[inline]
+    fn try_append(&mut self, core: &Core, payload: &[u8]) -> Option<Lsn> {
+        let frame = frame_bytes(payload.len());
+        loop {
+            let lsn = self.next_lsn;
+            if let Some((dst, seed)) = self.ring.reserve(frame, lsn) {
+                encode_record(dst, seed, lsn, payload);
+                self.next_lsn = lsn.next();
+                self.metrics.appends += 1;
+                self.metrics.appended_bytes += payload.len() as u64;
+                self.appended_since_open = true;
+                return Some(lsn);
+            }
+            if self.ring.open.is_some() {
+                self.seal_open();
+                continue;
+            }
+            if !self.open_batch(core, FRAME_HEADER_BYTES + frame) {
+                return None;
+            }
+        }
+    }
+
+    /// Fails the shard (first error wins) and wakes everyone so they see it.
+    pub fn fail(&mut self, shard: ShardId, cause: String) {
+        self.metrics.io_errors += 1;
+        if self.failed.is_none() {
+            tracing::error!(shard = %shard, %cause, "shard failed; it acknowledges nothing until reopened");
+            self.failed = Some(cause.into());
+        }
+        self.waiters.wake_all();
+        self.wake_appenders();
+        self.wake_flusher();
+    }
+}
+
+/// Makes sure glommio's process-wide "is this device pollable" probe runs on a non-empty
+/// file. glommio 0.9.0 probes with an O_DIRECT read at offset 0 of the first DmaFile opened
+/// for reading; on an empty file that read "succeeds" without touching the device, glommio
+/// decides the device supports IOPOLL, and every later read fails with EOPNOTSUPP (upstream
+/// #670). Opening a 4 KiB file of ours first makes the probe read real data.
+async fn iopoll_probe(dir: &std::path::Path) -> Result<()> {
+    let path = dir.join("iopoll.probe");
+    let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() >= BLOCK_BYTES as u64);
+    if !ok {
+        std::fs::write(&path, [0xA5u8; BLOCK_BYTES])
+            .and_then(|_| std::fs::File::open(&path)?.sync_all())
+            .map_err(|e| Error::io("writing the iopoll probe file", &path, e))?;
+    }
+    let f = glommio::io::DmaFile::open(&path)
+        .await
+        .map_err(|e| Error::io("opening the iopoll probe file", &path, e.into()))?;
+    let _ = f.close().await;
+    Ok(())
+}
+
+fn sync_std_dir(path: &std::path::Path) -> Result<()> {
+    std::fs::File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("syncing directory", path, e))
+}
+
+impl Shard {
+    /// Opens shard `id` of the log `config` describes, inside the calling glommio executor:
+    /// recovers its segments, allocates its buffers, prepares a segment to write into and
+    /// starts its flusher task. Use [`crate::spawn`] to run one executor per shard instead.
+    ///
+    /// Errors: [`Error::InvalidConfig`] when `id` is not below the shard count; everything
+    /// [`crate::recovery::scan_shard`] reports; [`Error::Io`] when the directory or the
+    /// first segment cannot be created. Panics when called outside a glommio executor.
+    pub async fn open(config: &WalConfig, id: ShardId) -> Result<Shard> {
+        let storage = DmaStorage::new(config.durability == Durability::Dsync);
+        Shard::open_with_storage(config, id, Rc::new(storage)).await
+    }
+
+    /// Like [`Shard::open`] with another storage backend (for example
+    /// [`crate::storage::FaultyStorage`] in tests).
+    pub async fn open_with_storage(
+        config: &WalConfig,
+        id: ShardId,
+        storage: Rc<dyn Storage>,
+    ) -> Result<Shard> {
+        if id.0 >= config.shard_count {
+            return Err(Error::InvalidConfig(format!(
+                "shard id {id} is not below shard_count = {}",
+                config.shard_count
+            )));
+        }
+        let dir = config.dir.clone();
+        let sdir = shard_dir(&dir, id);
+        if !sdir.exists() {
+            std::fs::create_dir_all(&sdir)
+                .map_err(|e| Error::io("creating shard directory", &sdir, e))?;
+            sync_std_dir(&dir)?;
+        }
+        iopoll_probe(&dir).await?;
+
+        let scan = scan_shard(&sdir, id)?;
+        if let Some(t) = &scan.torn_tail {
+            tracing::warn!(shard = %id, path = %t.path.display(), offset = t.offset, lsn = %t.lsn, reason = t.reason,
+                "recovery cut a torn tail: nothing after it was acknowledged");
+        }
+        for path in &scan.remove {
+            storage
+                .remove(path)
+                .await
+                .map_err(|e| Error::io("removing an unused segment", path, e))?;
+        }
+        if !scan.remove.is_empty() {
+            storage
+                .sync_dir(&sdir)
+                .await
+                .map_err(|e| Error::io("syncing shard directory", &sdir, e))?;
+        }
+
+        let zero_bytes = ZERO_FILL_BYTES.min(1 << config.segment_bytes.trailing_zeros());
+        let arena = Arena::allocate(
+            config.flush_buffer_count,
+            config.flush_buffer_bytes,
+            zero_bytes,
+        );
+        let mut chain = scan.chain;
+        let mut next_generation = scan.next_generation;
+        let active = match &scan.resume {
+            Some(r) => ActiveSegment {
+                generation: r.generation,
+                file: storage
+                    .open(&r.path)
+                    .await
+                    .map_err(|e| Error::io("opening segment", &r.path, e))?,
+                write_pos: r.write_pos,
+                segment_bytes: r.segment_bytes,
+            },
+            None => {
+                let p = prepare_segment(
+                    &*storage,
+                    &sdir,
+                    next_generation,
+                    config.segment_bytes,
+                    &arena.zeros,
+                )
+                .await
+                .map_err(|e| Error::io("preparing segment", &sdir, e))?;
+                next_generation += 1;
+                chain.push(ChainSegment {
+                    generation: p.generation,
+                    path: p.path,
+                    base_lsn: scan.next_lsn,
+                });
+                ActiveSegment {
+                    generation: p.generation,
+                    file: p.file,
+                    write_pos: 0,
+                    segment_bytes: p.segment_bytes,
+                }
+            }
+        };
+        tracing::info!(shard = %id, dir = %dir.display(), next_lsn = %scan.next_lsn, records = scan.record_count,
+            segments = chain.len(), registered_buffers = arena.registered, arena_bytes = arena.total_bytes, "shard open");
+
+        let n = config.flush_buffer_count;
+        let durable = Lsn(scan.next_lsn.0 - 1);
+        let st = State {
+            ring: Ring::new(arena.slots),
+            next_lsn: scan.next_lsn,
+            completed_lsn: durable,
+            durable_lsn: durable,
+            active,
+            prepared: None,
+            preparing: None,
+            chain,
+            next_generation,
+            in_flight: Vec::with_capacity(n * 32),
+            piece_scratch: Vec::with_capacity(32),
+            dirty: Vec::with_capacity(4),
+            sync: None,
+            waiters: Waiters::with_capacity(1024),
+            append_wakers: Vec::with_capacity(1024),
+            flusher_waker: None,
+            failed: None,
+            closing: false,
+            closed: false,
+            close_wakers: Vec::new(),
+            final_marker_sealed: false,
+            appended_since_open: false,
+            metrics: ShardMetrics::default(),
+        };
+        let core = Rc::new(Core {
+            id,
+            config: config.clone(),
+            shard_dir: sdir,
+            storage,
+            zeros: arena.zeros,
+            registered: arena.registered,
+            st: RefCell::new(st),
+        });
+        glommio::spawn_local(crate::flusher::run(core.clone())).detach();
+        Ok(Shard {
+            _guard: Rc::new(CloseOnDrop(core.clone())),
+            core,
+        })
+    }
+
+    /// This shard's id.
+    pub fn id(&self) -> ShardId {
+        self.core.id
+    }
+
+    fn check_len(&self, len: usize) -> Result<()> {
+        if len == 0 {
+            return Err(Error::EmptyRecord);
+        }
+        let max = self.core.config.max_record_bytes;
+        if len > max {
+            return Err(Error::RecordTooLarge {
+                len_bytes: len,
+                max_record_bytes: max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Copies `payload` into the shard's ring and returns its LSN. Does not wait for the
+    /// disk; waits only while every flush buffer is in flight (backpressure). Allocates
+    /// nothing.
+    ///
+    /// Errors: [`Error::EmptyRecord`], [`Error::RecordTooLarge`] (nothing is appended),
+    /// [`Error::ShardFailed`], [`Error::Closed`].
+    pub async fn append(&self, payload: &[u8]) -> Result<Lsn> {
+        self.check_len(payload.len())?;
+        let core = &*self.core;
+        let mut counted_wait = false;
+        poll_fn(|cx| {
+            let mut st = core.st.borrow_mut();
+            if let Some(e) = st.refusal(core.id) {
+                return Poll::Ready(Err(e));
+            }
+            match st.try_append(core, payload) {
+                Some(lsn) => Poll::Ready(Ok(lsn)),
+                None => {
+                    if !counted_wait {
+                        st.metrics.ring_full_waits += 1;
+                        counted_wait = true;
+                    }
+                    st.append_wakers.push(cx.waker().clone());
+                    st.wake_flusher();
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Resolves once every record of this shard up to `lsn` is durable. Many commits share
+    /// one write and one fdatasync.
+    ///
+    /// Errors: [`Error::LsnNotAppended`] when `lsn` was never handed out;
+    /// [`Error::ShardFailed`] after an I/O error (the outcome is then unknown).
+    pub fn commit(&self, lsn: Lsn) -> Commit {
+        Commit {
+            core: self.core.clone(),
+            lsn,
+            waiter: None,
+        }
+    }
+
+    /// [`Shard::append`] then [`Shard::commit`]: resolves when the record is durable.
+    pub async fn append_durable(&self, payload: &[u8]) -> Result<Lsn> {
+        let lsn = self.append(payload).await?;
+        self.commit(lsn).await?;
+        Ok(lsn)
+    }
+
+    /// Makes every record appended so far durable; returns the durable LSN.
+    pub async fn sync(&self) -> Result<Lsn> {
+        let last = self.last_appended_lsn();
+        self.commit(last).await?;
+        Ok(self.durable_lsn().max(last))
+    }
+
+    /// The highest LSN known durable (0 when none).
+    pub fn durable_lsn(&self) -> Lsn {
+        self.core.st.borrow().durable_lsn
+    }
+
+    /// The highest LSN handed out by `append` (0 when none).
+    pub fn last_appended_lsn(&self) -> Lsn {
+        Lsn(self.core.st.borrow().next_lsn.0 - 1)
+    }
+
+    /// The lowest LSN still stored (truncation moves it up).
+    pub fn first_lsn(&self) -> Lsn {
+        self.core.st.borrow().chain[0].base_lsn
+    }
+
+    /// Whether the shard failed after an I/O error.
+    pub fn is_failed(&self) -> bool {
+        self.core.st.borrow().failed.is_some()
+    }
+
+    /// Whether every flush buffer lies in io_uring-registered memory (writes go out as
+    /// `WRITE_FIXED`). `false` when the memlock limit was too small for glommio to register
+    /// its arena, or the arena was too small; the shard works either way.
+    pub fn buffers_registered(&self) -> bool {
+        self.core.registered
+    }
+
+    /// A snapshot of the shard's counters.
+    pub fn metrics(&self) -> ShardMetrics {
+        self.core.st.borrow().metrics
+    }
+
+    /// The configuration the shard was opened with.
+    pub fn config(&self) -> &WalConfig {
+        &self.core.config
+    }
+
+    /// A reader over durable records from `from` (up to the durable LSN at this call).
+    /// The reader is `Send` and does blocking file reads: move it to a thread for long
+    /// replays.
+    ///
+    /// Errors: [`Error::Truncated`] when `from` is below [`Shard::first_lsn`].
+    pub fn reader(&self, from: Lsn) -> Result<LogReader> {
+        let st = self.core.st.borrow();
+        LogReader::new(self.core.id, st.chain.clone(), from, st.durable_lsn)
+    }
+
+    /// Removes whole segments whose records are all below `before`; returns how many. The
+    /// active segment is never removed, so some records below `before` may stay.
+    ///
+    /// Errors: [`Error::TruncateBeyondDurable`] when `before > durable_lsn + 1`;
+    /// [`Error::ShardFailed`] / [`Error::Closed`]; a remove or directory-sync error fails
+    /// the shard.
+    pub async fn truncate_before(&self, before: Lsn) -> Result<usize> {
+        let core = &*self.core;
+        let doomed: Vec<ChainSegment> = {
+            let mut st = core.st.borrow_mut();
+            if let Some(e) = st.refusal(core.id) {
+                return Err(e);
+            }
+            if before.0 > st.durable_lsn.0 + 1 {
+                return Err(Error::TruncateBeyondDurable {
+                    shard: core.id,
+                    requested: before,
+                    durable_lsn: st.durable_lsn,
+                });
+            }
+            let mut k = 0;
+            while k + 1 < st.chain.len() && st.chain[k + 1].base_lsn <= before {
+                k += 1;
+            }
+            st.chain.drain(..k).collect()
+        };
+        if doomed.is_empty() {
+            return Ok(0);
+        }
+        for seg in &doomed {
+            if let Err(e) = core.storage.remove(&seg.path).await {
+                let err = Error::io("removing segment", &seg.path, e);
+                core.st.borrow_mut().fail(core.id, err.to_string());
+                return Err(err);
+            }
+        }
+        if let Err(e) = core.storage.sync_dir(&core.shard_dir).await {
+            let err = Error::io("syncing shard directory", &core.shard_dir, e);
+            core.st.borrow_mut().fail(core.id, err.to_string());
+            return Err(err);
+        }
+        tracing::info!(shard = %core.id, removed = doomed.len(), before = %before, "truncated");
+        Ok(doomed.len())
+    }
+
+    /// Stops accepting appends, writes and syncs everything already appended, writes a final
+    /// marker (so recovery can vouch for every record), and waits for the flusher to stop.
+    /// Returns the final durable LSN. Other handles of this shard see [`Error::Closed`].
+    ///
+    /// Errors: [`Error::ShardFailed`] when an I/O error happened before or during close.
+    pub async fn close(&self) -> Result<Lsn> {
+        let core = &*self.core;
+        {
+            let mut st = core.st.borrow_mut();
+            st.closing = true;
+            st.wake_flusher();
+            st.wake_appenders();
+        }
+        poll_fn(|cx| {
+            let mut st = core.st.borrow_mut();
+            if st.closed {
+                Poll::Ready(())
+            } else {
+                st.close_wakers.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+        let st = core.st.borrow();
+        if let Some(cause) = &st.failed {
+            return Err(Error::ShardFailed {
+                shard: core.id,
+                cause: cause.clone(),
+            });
+        }
+        tracing::info!(shard = %core.id, durable_lsn = %st.durable_lsn, "shard closed");
+        Ok(st.durable_lsn)
+    }
+}
+
+/// The future [`Shard::commit`] returns. Dropping it before it resolves is safe: the waiter
+/// is removed and nothing else changes.
+#[must_use = "a commit does nothing unless awaited"]
+pub struct Commit {
+    core: Rc<Core>,
+    lsn: Lsn,
+    waiter: Option<u64>,
+}
+
+impl Future for Commit {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = &mut *self;
+        let core = &*this.core;
+        let mut st = core.st.borrow_mut();
+        if let Some(cause) = &st.failed {
+            let e = Error::ShardFailed {
+                shard: core.id,
+                cause: cause.clone(),
+            };
+            if let Some(id) = this.waiter.take() {
+                st.waiters.cancel(id);
+            }
+            return Poll::Ready(Err(e));
+        }
+        if st.durable_lsn >= this.lsn {
+            this.waiter = None;
+            return Poll::Ready(Ok(()));
+        }
+        if this.lsn >= st.next_lsn {
+            return Poll::Ready(Err(Error::LsnNotAppended {
+                shard: core.id,
+                requested: this.lsn,
+                last_appended: Lsn(st.next_lsn.0 - 1),
+            }));
+        }
+        let first_time = this.waiter.is_none();
+        this.waiter = Some(st.waiters.register(this.waiter, this.lsn, cx.waker()));
+        if first_time {
+            st.wake_flusher();
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Commit {
+    fn drop(&mut self) {
+        if let Some(id) = self.waiter.take() {
+            if let Ok(mut st) = self.core.st.try_borrow_mut() {
+                st.waiters.cancel(id);
+            }
+        }
+    }
+}
