@@ -78,8 +78,9 @@ impl Waiters {
         self.list.len()
     }
 
-    /// Wakes and removes every waiter at or below `durable`.
-    pub fn advance(&mut self, durable: Lsn) {
+    /// Wakes and removes every waiter at or below `durable`; returns how many.
+    pub fn advance(&mut self, durable: Lsn) -> usize {
+        let before = self.list.len();
         let mut i = 0;
         while i < self.list.len() {
             if self.list[i].lsn <= durable {
@@ -91,6 +92,7 @@ impl Waiters {
         if self.list.is_empty() {
             self.max_lsn = Lsn::ZERO;
         }
+        before - self.list.len()
     }
 
     /// Wakes and removes every waiter (the shard failed or closed).
@@ -125,7 +127,7 @@ mod tests {
             w.register(None, Lsn(10 * (i as u64 + 1)), waker);
         }
         assert_eq!(w.max_lsn(), Lsn(40));
-        w.advance(Lsn(25));
+        assert_eq!(w.advance(Lsn(25)), 2);
         let woken: Vec<usize> = counts.iter().map(|c| c.0.load(Ordering::SeqCst)).collect();
         assert_eq!(woken, vec![1, 1, 0, 0]);
         assert_eq!(w.len(), 2);

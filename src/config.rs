@@ -115,10 +115,10 @@ impl WalConfig {
         self.flush_buffer_count * (self.flush_buffer_bytes + ladder) + ZERO_FILL_BYTES
     }
 
-    /// The glommio `io_memory` the runtime gives each shard executor: the arena rounded up to
-    /// a power of two, doubled for the buddy allocator's headroom.
+    /// The glommio `io_memory` the runtime gives each shard executor: the arena plus a
+    /// quarter for the buddy allocator's bookkeeping, rounded up to a power of two.
     pub fn io_memory_bytes(&self) -> usize {
-        self.arena_bytes_per_shard().next_power_of_two() * 2
+        (self.arena_bytes_per_shard() * 5 / 4).next_power_of_two()
     }
 }
 

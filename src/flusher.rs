@@ -1,9 +1,13 @@
 //! The flusher: one task per shard that moves data from the ring to durable storage.
 //!
 //! Each time it is woken it runs [`drive`] until nothing more can happen:
-//! 1. **Group commit**: when a commit waits for a record in the open batch and no write is
-//!    in flight, seal the open batch. While a write is in flight, more appends pile into the
-//!    open batch and go out together next time. No timer is needed.
+//! 1. **Group commit**: when a commit waits for a record in the open batch and neither a
+//!    write nor an fdatasync is in flight, seal the open batch. While I/O is in flight, more
+//!    appends pile into the open batch and go out together next time. No timer is needed.
+//!    (Sealing while an fdatasync runs does not make anything durable sooner, since that
+//!    sync cannot cover the new write, and it splits the writers into two groups that take
+//!    turns: measured 147 instead of 256 records per fdatasync with 256 writers per shard.)
+//!    A full buffer is sealed by `append` at once, whatever is in flight.
 //! 2. **Submit** sealed batches in ring order; several may be in flight at once.
 //! 3. **Collect** write completions, in any order.
 //! 4. **Advance** the completed watermark over the contiguous prefix of written batches.
@@ -50,7 +54,12 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
 
         // 1. Group commit: seal the open batch when someone waits on it and the device is
         //    idle; when closing, seal whatever is open.
-        if healthy && st.ring.open.is_some() && st.ring.writes_pending() == 0 {
+        if healthy
+            && !st.woke_waiters
+            && st.ring.open.is_some()
+            && st.ring.writes_pending() == 0
+            && st.sync.is_none()
+        {
             let wanted = st
                 .open_first_lsn()
                 .is_some_and(|first| st.waiters.max_lsn() >= first);
@@ -214,6 +223,15 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
         }
     }
 
+    if st.woke_waiters {
+        // Commit waiters were just woken. Let them run (and append their next records)
+        // before deciding what goes into the next batch: the executor's queue is FIFO, so
+        // waking ourselves puts this task behind them. Sealing in this same pass would cut
+        // the writers into two groups that then alternate for good, halving the batch.
+        st.woke_waiters = false;
+        cx.waker().wake_by_ref();
+        return Poll::Pending;
+    }
     let idle_io = st.in_flight.is_empty() && st.sync.is_none() && st.preparing.is_none();
     let finished_close = st.closing
         && st.ring.open.is_none()
@@ -229,6 +247,6 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
 fn advance(st: &mut State, durable: Lsn) {
     if durable > st.durable_lsn {
         st.durable_lsn = durable;
-        st.waiters.advance(durable);
+        st.woke_waiters |= st.waiters.advance(durable) > 0;
     }
 }

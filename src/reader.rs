@@ -13,7 +13,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::lsn::{Lsn, ShardId};
 use crate::record::{decode, segment_seed, Frame, FRAME_HEADER_BYTES};
-use crate::recovery::{scan_shard, ChainSegment};
+use crate::recovery::{scan_shard, short_padding, ChainSegment};
 use crate::segment::{shard_dir, SegmentHeader, BLOCK_BYTES};
 
 /// One record read back from the log.
@@ -146,6 +146,10 @@ impl Iterator for LogReader {
                 if let Err(detail) = self.load_segment() {
                     return self.corruption(detail);
                 }
+            }
+            if short_padding(&self.bytes, self.pos) {
+                self.pos = self.pos.next_multiple_of(BLOCK_BYTES);
+                continue;
             }
             let at_end = self.pos + FRAME_HEADER_BYTES > self.bytes.len();
             let frame = if at_end {

@@ -50,7 +50,7 @@ pub struct Resume {
     pub path: PathBuf,
     /// 4 KiB-aligned offset of the first unwritten block.
     pub write_pos: u64,
-    /// Size of the segment file in bytes.
+    /// Size of the segment file in bytes, rounded down to whole 4 KiB blocks.
     pub segment_bytes: u64,
 }
 
@@ -105,6 +105,20 @@ pub(crate) enum SegmentEnd {
     Damaged { offset: u64, reason: &'static str },
 }
 
+/// Whether `pos` (a frame position in the segment `bytes`) lies in the zero padding at the end
+/// of a write that leaves fewer than [`FRAME_HEADER_BYTES`] before the next 4 KiB boundary.
+/// [`decode`] cannot tell on its own: its 24-byte window reaches into the next block, which
+/// may hold the marker of the next write. A frame that crosses the boundary does not have
+/// those bytes all zero (its kind byte is not zero; with only 8 bytes before the boundary,
+/// its checksum is not zero).
+pub(crate) fn short_padding(bytes: &[u8], pos: usize) -> bool {
+    let boundary = pos.next_multiple_of(BLOCK_BYTES);
+    pos != boundary
+        && boundary - pos < FRAME_HEADER_BYTES
+        && boundary <= bytes.len()
+        && bytes[pos..boundary].iter().all(|&b| b == 0)
+}
+
 /// Walks the frames of one segment (`bytes` is the whole file) from its first block,
 /// calling `visit` for each record in order. Returns how it ended, the next expected LSN and
 /// the highest LSN vouched for by a marker in the contiguous part.
@@ -118,6 +132,10 @@ pub(crate) fn scan_frames(
     let mut vouched = Lsn::ZERO;
     let mut pos = BLOCK_BYTES;
     loop {
+        if short_padding(bytes, pos) {
+            pos = pos.next_multiple_of(BLOCK_BYTES);
+            continue;
+        }
         if pos + FRAME_HEADER_BYTES > bytes.len() {
             return (SegmentEnd::Full, expected, vouched);
         }
@@ -305,7 +323,10 @@ pub fn scan_shard(shard_dir: &Path, shard: ShardId) -> Result<ShardScan> {
         last_end_clean = None;
         match end {
             SegmentEnd::Clean { write_pos } => {
-                last_end_clean = Some((generation, path, write_pos, bytes.len() as u64));
+                // Whole blocks only: a file cut to an unaligned length must not let a write
+                // run past its end (the write position would overtake the segment size).
+                let whole_blocks = (bytes.len() / BLOCK_BYTES * BLOCK_BYTES) as u64;
+                last_end_clean = Some((generation, path, write_pos, whole_blocks));
             }
             SegmentEnd::Full => {}
             SegmentEnd::Damaged { offset, reason } => {

@@ -75,6 +75,8 @@ pub(crate) struct State {
     /// A closing shard writes one last marker so recovery can vouch for every record.
     pub final_marker_sealed: bool,
     pub appended_since_open: bool,
+    /// The flusher woke commit waiters in its current pass (see `flusher::drive`).
+    pub woke_waiters: bool,
     pub metrics: ShardMetrics,
 }
 
@@ -383,6 +385,7 @@ impl Shard {
             close_wakers: Vec::new(),
             final_marker_sealed: false,
             appended_since_open: false,
+            woke_waiters: false,
             metrics: ShardMetrics::default(),
         };
         let core = Rc::new(Core {
