@@ -209,6 +209,9 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
                 match result {
                     Ok(p) if st.failed.is_none() => {
                         st.metrics.segments_prepared += 1;
+                        // Rotating to it pushes onto the chain inside `append`, which must
+                        // not allocate: make room here, off the append path.
+                        st.chain.reserve(1);
                         st.prepared = Some(p);
                         st.wake_appenders();
                     }

@@ -273,3 +273,173 @@ impl Ring {
         self.slots.iter().all(|s| s.state == SlotState::Free)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arena::Arena;
+    use crate::lsn::ShardId;
+    use crate::record::{decode, encode_record, frame_bytes, segment_seed, Frame};
+    use crate::storage::StorageFile;
+    use async_trait::async_trait;
+
+    /// A file that is never written: ring tests do no I/O.
+    struct NoFile;
+    #[async_trait(?Send)]
+    impl StorageFile for NoFile {
+        async fn write_at(&self, _: Rc<DmaBuffer>, _: u64) -> std::io::Result<usize> {
+            unreachable!()
+        }
+        async fn fdatasync(&self) -> std::io::Result<()> {
+            unreachable!()
+        }
+    }
+
+    const FILL: usize = 32 << 10;
+
+    fn target(file_pos: u64, header: bool) -> BatchTarget {
+        BatchTarget {
+            generation: 7,
+            file: Rc::new(NoFile),
+            seed: segment_seed(0, 7),
+            file_pos,
+            limit_bytes: FILL,
+            header: header.then(|| SegmentHeader {
+                shard: ShardId(0),
+                generation: 7,
+                base_lsn: Lsn(1),
+                segment_bytes: 1 << 20,
+            }),
+        }
+    }
+
+    fn with_ring(slots: usize, f: impl FnOnce(Ring)) {
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(4 << 20)
+            .make()
+            .unwrap();
+        ex.run(async move {
+            let arena = Arena::allocate(slots, FILL, 4096);
+            f(Ring::new(arena.slots));
+        });
+    }
+
+    fn append(ring: &mut Ring, lsn: u64, len: usize) -> bool {
+        let payload = vec![lsn as u8; len];
+        match ring.reserve(frame_bytes(len), Lsn(lsn)) {
+            Some((dst, seed)) => {
+                encode_record(dst, seed, Lsn(lsn), &payload);
+                true
+            }
+            None => false,
+        }
+    }
+
+    #[test]
+    fn first_batch_of_a_segment_carries_header_marker_and_zero_padding() {
+        with_ring(2, |mut ring| {
+            ring.open(target(0, true), Lsn(0));
+            // Header block + marker + 10 records of 1000 bytes: 4096 + 24 + 10 * 1024.
+            for lsn in 1..=10 {
+                assert!(append(&mut ring, lsn, 1000));
+            }
+            let end = ring.seal_open(Lsn(0));
+            assert_eq!(end, 16384, "14360 bytes pad to 16 KiB");
+            let idx = ring.next_sealed().unwrap();
+            let expected = ring.slots[idx].bufs.fill.as_bytes()[..16384].to_vec();
+            let mut writes = Vec::new();
+            ring.start_writes(idx, &mut writes);
+            let layout: Vec<(u64, usize)> =
+                writes.iter().map(|w| (w.file_pos, w.buf.len())).collect();
+            assert_eq!(layout, vec![(0, 16384)]);
+            let mut written = vec![0u8; 16384];
+            for w in &writes {
+                let at = w.file_pos as usize;
+                written[at..at + w.buf.len()].copy_from_slice(w.buf.as_bytes());
+            }
+            assert_eq!(written, expected);
+            // The marker follows the header block; the padding is zero.
+            let seed = segment_seed(0, 7);
+            assert_eq!(
+                decode(&written[4096..], seed),
+                Frame::Marker {
+                    durable_lsn: Lsn(0)
+                }
+            );
+            assert!(written[4096 + 24 + 10 * 1024..].iter().all(|&b| b == 0));
+        });
+    }
+
+    #[test]
+    fn odd_block_counts_use_several_pieces_largest_first() {
+        with_ring(2, |mut ring| {
+            ring.open(target(8192, false), Lsn(0));
+            // marker + 11 frames of 1024 = 11288 bytes -> 12 KiB = 8 KiB + 4 KiB.
+            for lsn in 1..=11 {
+                assert!(append(&mut ring, lsn, 1000));
+            }
+            assert_eq!(ring.seal_open(Lsn(0)), 8192 + 12288);
+            let idx = ring.next_sealed().unwrap();
+            let mut writes = Vec::new();
+            ring.start_writes(idx, &mut writes);
+            let layout: Vec<(u64, usize)> =
+                writes.iter().map(|w| (w.file_pos, w.buf.len())).collect();
+            assert_eq!(layout, vec![(8192, 8192), (16384, 4096)]);
+            assert_eq!(ring.writes_pending(), 1);
+        });
+    }
+
+    #[test]
+    fn full_batch_is_written_straight_from_the_fill_buffer() {
+        with_ring(2, |mut ring| {
+            ring.open(target(0, false), Lsn(0));
+            let mut lsn = 1;
+            while append(&mut ring, lsn, 4000) {
+                lsn += 1;
+            }
+            // 24 + 8 * 4024 = 32216 bytes fit in 32 KiB, the 9th frame does not.
+            assert_eq!(lsn, 9);
+            assert_eq!(ring.open_record_count(), 8);
+            ring.seal_open(Lsn(0));
+            let idx = ring.next_sealed().unwrap();
+            let mut writes = Vec::new();
+            ring.start_writes(idx, &mut writes);
+            assert_eq!(writes.len(), 1);
+            assert_eq!(writes[0].buf.len(), FILL);
+            assert!(Rc::ptr_eq(&writes[0].buf, &ring.slots[idx].bufs.fill));
+        });
+    }
+
+    #[test]
+    fn watermark_only_passes_contiguous_completions_and_ring_applies_backpressure() {
+        with_ring(3, |mut ring| {
+            let mut pos = 0;
+            for i in 0..3u64 {
+                assert!(ring.can_open());
+                ring.open(target(pos, false), Lsn(i));
+                assert!(append(&mut ring, i + 1, 100));
+                pos = ring.seal_open(Lsn(0));
+            }
+            assert!(!ring.can_open(), "every slot is busy: appends must wait");
+            let mut writes = Vec::new();
+            for expected in 0..3 {
+                let idx = ring.next_sealed().unwrap();
+                assert_eq!(idx, expected, "submitted in ring order");
+                ring.start_writes(idx, &mut writes);
+            }
+            drop(writes);
+            // Completions arrive out of order: 2, then 0, then 1.
+            ring.piece_written(2);
+            assert_eq!(ring.pop_written(), None, "slot 0 is still in flight");
+            ring.piece_written(0);
+            assert_eq!(ring.pop_written(), Some(0));
+            assert_eq!(ring.pop_written(), None, "slot 1 is still in flight");
+            assert!(ring.can_open(), "slot 0 is free again");
+            ring.piece_written(1);
+            assert_eq!(ring.pop_written(), Some(1));
+            assert_eq!(ring.pop_written(), Some(2));
+            assert_eq!(ring.slots[2].last_lsn, Lsn(3));
+            assert!(ring.is_idle());
+        });
+    }
+}
