@@ -42,7 +42,7 @@ impl Arena {
     /// and one zero buffer of `zero_bytes`. Must run inside a glommio executor.
     pub fn allocate(slot_count: usize, flush_buffer_bytes: usize, zero_bytes: usize) -> Arena {
         assert!(flush_buffer_bytes.is_power_of_two() && flush_buffer_bytes >= 2 * BLOCK_BYTES);
-        assert!(zero_bytes % BLOCK_BYTES == 0 && zero_bytes > 0);
+        assert!(zero_bytes.is_multiple_of(BLOCK_BYTES) && zero_bytes > 0);
         let piece_count = (flush_buffer_bytes / BLOCK_BYTES).trailing_zeros() as usize;
         let mut total_bytes = 0;
         let mut slots = Vec::with_capacity(slot_count);

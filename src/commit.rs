@@ -74,6 +74,7 @@ impl Waiters {
     }
 
     /// Number of registered waiters.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.list.len()
     }
@@ -120,7 +121,9 @@ mod tests {
 
     #[test]
     fn advance_wakes_exactly_the_covered_waiters() {
-        let counts: Vec<Arc<Count>> = (0..4).map(|_| Arc::new(Count(AtomicUsize::new(0)))).collect();
+        let counts: Vec<Arc<Count>> = (0..4)
+            .map(|_| Arc::new(Count(AtomicUsize::new(0))))
+            .collect();
         let wakers: Vec<Waker> = counts.iter().map(|c| Waker::from(c.clone())).collect();
         let mut w = Waiters::with_capacity(4);
         for (i, waker) in wakers.iter().enumerate() {

@@ -58,6 +58,8 @@ pub struct WalConfig {
 /// first write into a segment carries, the marker frame that starts every write and one
 /// record header, rounded up.
 pub const FLUSH_BUFFER_OVERHEAD_BYTES: usize = BLOCK_BYTES + 64;
+// A marker, one record header and the record's 8-byte alignment fit in the 64 bytes.
+const _: () = assert!(FRAME_HEADER_BYTES * 2 + 8 <= FLUSH_BUFFER_OVERHEAD_BYTES - BLOCK_BYTES);
 
 impl WalConfig {
     /// A builder with the defaults from the module docs, for a log in `dir`.
@@ -204,7 +206,8 @@ impl WalConfigBuilder {
             ));
         }
         let sb = self.segment_bytes;
-        if sb % BLOCK_BYTES as u64 != 0 || sb < (fb + BLOCK_BYTES) as u64 || sb > 1 << 40 {
+        if !sb.is_multiple_of(BLOCK_BYTES as u64) || sb < (fb + BLOCK_BYTES) as u64 || sb > 1 << 40
+        {
             return bad(format!(
                 "segment_bytes = {sb}: must be a multiple of 4096, at least flush_buffer_bytes + 4096 ({}) and at most 1 TiB",
                 fb + BLOCK_BYTES
@@ -217,7 +220,6 @@ impl WalConfigBuilder {
                 self.max_record_bytes
             ));
         }
-        debug_assert!(FRAME_HEADER_BYTES * 2 + 8 <= FLUSH_BUFFER_OVERHEAD_BYTES - BLOCK_BYTES);
         Ok(WalConfig {
             dir: self.dir,
             shard_count,

@@ -46,7 +46,9 @@ pub enum Error {
     },
 
     /// A read asked for records that truncation already removed.
-    #[error("shard {shard}: lsn {requested} was truncated; the log now starts at lsn {first_available}")]
+    #[error(
+        "shard {shard}: lsn {requested} was truncated; the log now starts at lsn {first_available}"
+    )]
     Truncated {
         /// The shard.
         shard: ShardId,

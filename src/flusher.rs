@@ -85,12 +85,12 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
         }
 
         // 2. Submit sealed batches, oldest first.
-        while healthy {
-            let Some(idx) = st.ring.next_sealed() else {
-                break;
-            };
+        while let Some(idx) = st.ring.next_sealed().filter(|_| healthy) {
             st.ring.start_writes(idx, &mut st.piece_scratch);
-            let file = st.ring.slots[idx].file.clone().expect("sealed slot has a file");
+            let file = st.ring.slots[idx]
+                .file
+                .clone()
+                .expect("sealed slot has a file");
             st.metrics.flushes += 1;
             for piece in st.piece_scratch.drain(..) {
                 let len = piece.buf.len();
@@ -188,11 +188,7 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
         }
 
         // 6. Keep one prepared segment ready.
-        if st.failed.is_none()
-            && !st.closing
-            && st.prepared.is_none()
-            && st.preparing.is_none()
-        {
+        if st.failed.is_none() && !st.closing && st.prepared.is_none() && st.preparing.is_none() {
             let storage = core.storage.clone();
             let dir = core.shard_dir.clone();
             let zeros = core.zeros.clone();

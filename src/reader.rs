@@ -71,10 +71,7 @@ impl LogReader {
             });
         }
         // Start in the last segment whose base is at or below `from`.
-        let seg_idx = chain
-            .iter()
-            .rposition(|s| s.base_lsn <= from)
-            .unwrap_or(0);
+        let seg_idx = chain.iter().rposition(|s| s.base_lsn <= from).unwrap_or(0);
         let expected = chain.get(seg_idx).map_or(Lsn(1), |s| s.base_lsn);
         Ok(LogReader {
             shard,
@@ -159,7 +156,7 @@ impl Iterator for LogReader {
             };
             match frame {
                 Frame::Marker { .. } => self.pos += FRAME_HEADER_BYTES,
-                Frame::Zero if !at_end && self.pos % BLOCK_BYTES != 0 => {
+                Frame::Zero if !at_end && !self.pos.is_multiple_of(BLOCK_BYTES) => {
                     self.pos = self.pos.next_multiple_of(BLOCK_BYTES);
                 }
                 Frame::Record {

@@ -202,8 +202,14 @@ mod tests {
     fn another_generation_or_shard_does_not_verify() {
         let mut buf = [0u8; 40];
         encode_record(&mut buf, segment_seed(0, 1), Lsn(1), b"x");
-        assert!(matches!(decode(&buf, segment_seed(0, 2)), Frame::Invalid(_)));
-        assert!(matches!(decode(&buf, segment_seed(1, 1)), Frame::Invalid(_)));
+        assert!(matches!(
+            decode(&buf, segment_seed(0, 2)),
+            Frame::Invalid(_)
+        ));
+        assert!(matches!(
+            decode(&buf, segment_seed(1, 1)),
+            Frame::Invalid(_)
+        ));
     }
 
     #[test]

@@ -141,7 +141,7 @@ pub(crate) fn scan_frames(
         }
         match decode(&bytes[pos..], seed) {
             Frame::Marker { durable_lsn } => {
-                if pos % BLOCK_BYTES != 0 {
+                if !pos.is_multiple_of(BLOCK_BYTES) {
                     let end = SegmentEnd::Damaged {
                         offset: pos as u64,
                         reason: "marker inside a write",
@@ -169,7 +169,7 @@ pub(crate) fn scan_frames(
                 expected = expected.next();
                 pos += frame_bytes;
             }
-            Frame::Zero if pos % BLOCK_BYTES != 0 => {
+            Frame::Zero if !pos.is_multiple_of(BLOCK_BYTES) => {
                 pos = pos.next_multiple_of(BLOCK_BYTES);
             }
             Frame::Zero => {

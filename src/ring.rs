@@ -218,8 +218,11 @@ impl Ring {
                 if padded & size == 0 {
                     continue;
                 }
-                let piece = Rc::get_mut(&mut slot.bufs.pieces[k]).expect("a sealed slot's pieces have no writer");
-                piece.as_bytes_mut().copy_from_slice(&src[offset..offset + size]);
+                let piece = Rc::get_mut(&mut slot.bufs.pieces[k])
+                    .expect("a sealed slot's pieces have no writer");
+                piece
+                    .as_bytes_mut()
+                    .copy_from_slice(&src[offset..offset + size]);
                 out.push(PieceWrite {
                     buf: slot.bufs.pieces[k].clone(),
                     file_pos: slot.file_pos + offset as u64,
@@ -304,7 +307,7 @@ mod tests {
             seed: segment_seed(0, 7),
             file_pos,
             limit_bytes: FILL,
-            header: header.then(|| SegmentHeader {
+            header: header.then_some(SegmentHeader {
                 shard: ShardId(0),
                 generation: 7,
                 base_lsn: Lsn(1),

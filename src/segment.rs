@@ -181,7 +181,7 @@ pub(crate) async fn prepare_segment(
     let path = segment_path(shard_dir, generation);
     let file = storage.create(&path).await?;
     let chunk = zeros.len() as u64;
-    debug_assert!(chunk > 0 && segment_bytes % chunk == 0);
+    debug_assert!(chunk > 0 && segment_bytes.is_multiple_of(chunk));
     let mut pos = 0;
     while pos < segment_bytes {
         let n = file.write_at(zeros.clone(), pos).await?;

@@ -173,7 +173,7 @@ impl State {
             self.wake_flusher(); // prepare the next one
         }
         let a = &self.active;
-        let header = (a.write_pos == 0).then(|| SegmentHeader {
+        let header = (a.write_pos == 0).then_some(SegmentHeader {
             shard: core.id,
             generation: a.generation,
             base_lsn: self.next_lsn,

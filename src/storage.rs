@@ -98,7 +98,9 @@ impl Storage for DmaStorage {
         std::fs::remove_file(path)
     }
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
-        let d = glommio::io::Directory::open(dir).await.map_err(glommio_io)?;
+        let d = glommio::io::Directory::open(dir)
+            .await
+            .map_err(glommio_io)?;
         let r = d.sync().await.map_err(glommio_io);
         let _ = d.close().await;
         r
@@ -192,10 +194,7 @@ fn should_fail(fault: &Fault, op: FaultOp, counter: &Cell<u64>, injected: &Cell<
 }
 
 fn injected_error(op: FaultOp) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Other,
-        format!("injected EIO on {op:?} (FaultyStorage)"),
-    )
+    io::Error::other(format!("injected EIO on {op:?} (FaultyStorage)"))
 }
 
 #[async_trait(?Send)]

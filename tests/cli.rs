@@ -16,12 +16,24 @@ fn shardwal() -> Command {
 fn bench_runs_and_reports_every_configuration() {
     let d = tempfile::tempdir().unwrap();
     let out = shardwal()
-        .args(["bench", "--seconds", "0.3", "--writers", "1,8", "--unbound", "--dir"])
+        .args([
+            "bench",
+            "--seconds",
+            "0.3",
+            "--writers",
+            "1,8",
+            "--unbound",
+            "--dir",
+        ])
         .arg(d.path())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for needle in [
         "device 4K write+fdatasync",
         "shardwal 2x1 append_durable",
@@ -64,7 +76,10 @@ fn verify_counts_records_and_reports_corruption() {
     let out = shardwal().arg("verify").arg(d.path()).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("shard 0: 500 records, lsn 1 ..= 500"), "{stdout}");
+    assert!(
+        stdout.contains("shard 0: 500 records, lsn 1 ..= 500"),
+        "{stdout}"
+    );
 
     // Damage the first record's payload: the close marker vouches for it, so verify must
     // fail instead of reporting a shorter log.

@@ -12,7 +12,11 @@ use hdrhistogram::Histogram;
 use shardwal::{CpuPlacement, Durability, Lsn, ShardId, WalConfig};
 
 #[derive(Parser)]
-#[command(name = "shardwal", version, about = "A durable thread-per-core write-ahead log: benchmark and tools")]
+#[command(
+    name = "shardwal",
+    version,
+    about = "A durable thread-per-core write-ahead log: benchmark and tools"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -71,8 +75,7 @@ struct BenchArgs {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -164,7 +167,11 @@ fn bench(args: &BenchArgs) -> AnyResult<()> {
         "shardwal bench: {} shards, writers per shard {:?}, {}-byte records, durability {:?}, {} s per run, {} round(s)",
         args.shards, args.writers, args.record_bytes, durability, args.seconds, args.rounds
     );
-    println!("directory: {} (load average at start: {})", base.path().display(), load_average());
+    println!(
+        "directory: {} (load average at start: {})",
+        base.path().display(),
+        load_average()
+    );
 
     let mut results: Vec<RunResult> = Vec::new();
     let mut run_no = 0;
@@ -239,7 +246,16 @@ fn print_report(results: &[RunResult], args: &BenchArgs) {
     println!();
     println!(
         "{:<28} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10} {:>9} {:>8}",
-        "run (medians over rounds)", "ops/s", "fsyncs/s", "rec/flush", "rec/fsync", "p50 us", "p99 us", "max us", "cpu us/op", "x device"
+        "run (medians over rounds)",
+        "ops/s",
+        "fsyncs/s",
+        "rec/flush",
+        "rec/fsync",
+        "p50 us",
+        "p99 us",
+        "max us",
+        "cpu us/op",
+        "x device"
     );
     for label in labels {
         let runs: Vec<&RunResult> = results.iter().filter(|r| r.label == label).collect();
@@ -258,13 +274,26 @@ fn print_report(results: &[RunResult], args: &BenchArgs) {
         };
         println!(
             "{:<28} {:>12.0} {:>10.0} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10.1} {:>9.2} {:>8}",
-            label, rate, fsyncs, per_flush, per_sync, q(0.5), q(0.99), max, cpu, ratio
+            label,
+            rate,
+            fsyncs,
+            per_flush,
+            per_sync,
+            q(0.5),
+            q(0.99),
+            max,
+            cpu,
+            ratio
         );
     }
     if let Some(reg) = results.iter().find_map(|r| r.registered) {
         println!(
             "flush buffers in io_uring-registered memory: {}",
-            if reg { "yes" } else { "no (memlock limit too small?)" }
+            if reg {
+                "yes"
+            } else {
+                "no (memlock limit too small?)"
+            }
         );
     }
     let _ = args;
@@ -340,7 +369,12 @@ struct ShardOutcome {
     registered: bool,
 }
 
-fn wal_run(args: &BenchArgs, durability: Durability, writers: usize, dir: &Path) -> AnyResult<RunResult> {
+fn wal_run(
+    args: &BenchArgs,
+    durability: Durability,
+    writers: usize,
+    dir: &Path,
+) -> AnyResult<RunResult> {
     let config = WalConfig::builder(dir)
         .shard_count(args.shards)
         .durability(durability)
@@ -353,11 +387,7 @@ fn wal_run(args: &BenchArgs, durability: Durability, writers: usize, dir: &Path)
     let seconds = args.seconds;
     let record_bytes = args.record_bytes;
     if record_bytes == 0 || record_bytes > config.max_record_bytes() {
-        return Err(format!(
-            "--record-bytes must be 1 ..= {}",
-            config.max_record_bytes()
-        )
-        .into());
+        return Err(format!("--record-bytes must be 1 ..= {}", config.max_record_bytes()).into());
     }
     // All shards start measuring at the same moment, after they opened.
     let barrier = std::sync::Arc::new(std::sync::Barrier::new(args.shards as usize + 1));
