@@ -31,4 +31,3 @@ fn append_commit_reopen_read() {
         s.close().await.unwrap();
     });
 }
-

@@ -37,3 +37,182 @@ pub fn payload(shard: u32, seq: u64) -> Vec<u8> {
     v.extend(tag.bytes().cycle().take(len));
     v
 }
+
+// ---------------------------------------------------------------------------------------
+// On-disk inspection helpers (read only, no executor needed).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use shardwal::record::{decode, segment_seed, Frame, FRAME_HEADER_BYTES};
+use shardwal::segment::{list_segments, shard_dir, SegmentHeader, BLOCK_BYTES};
+use shardwal::{LogReader, Lsn, Shard, ShardId};
+
+/// Segment files of shard `shard` under the log directory `dir`, oldest first.
+pub fn seg_files(dir: &Path, shard: u32) -> Vec<PathBuf> {
+    list_segments(&shard_dir(dir, ShardId(shard)))
+        .unwrap()
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect()
+}
+
+/// Segment files that hold a header (were written to), oldest first.
+pub fn used_seg_files(dir: &Path, shard: u32) -> Vec<PathBuf> {
+    seg_files(dir, shard)
+        .into_iter()
+        .filter(|p| SegmentHeader::decode(&std::fs::read(p).unwrap()).is_ok())
+        .collect()
+}
+
+/// What a frame walk found at one position of a segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameAt {
+    /// A marker vouching for `durable`.
+    Marker { offset: usize, durable: u64 },
+    /// A record frame: `offset` of its header, `len` payload bytes, `end` past its padding.
+    Record {
+        offset: usize,
+        lsn: u64,
+        len: usize,
+        end: usize,
+    },
+}
+
+/// Walks the valid frames of one segment file in order, like recovery does, stopping at the
+/// first zero block or invalid frame.
+pub fn frames(path: &Path) -> Vec<FrameAt> {
+    let bytes = std::fs::read(path).unwrap();
+    let header = SegmentHeader::decode(&bytes).expect("segment header");
+    let seed = segment_seed(header.shard.0, header.generation);
+    let mut out = Vec::new();
+    let mut pos = BLOCK_BYTES;
+    loop {
+        let boundary = pos.next_multiple_of(BLOCK_BYTES);
+        if pos != boundary
+            && boundary - pos < FRAME_HEADER_BYTES
+            && boundary <= bytes.len()
+            && bytes[pos..boundary].iter().all(|&b| b == 0)
+        {
+            pos = boundary; // short padding at the end of a write
+            continue;
+        }
+        if pos + FRAME_HEADER_BYTES > bytes.len() {
+            break;
+        }
+        match decode(&bytes[pos..], seed) {
+            Frame::Marker { durable_lsn } => {
+                out.push(FrameAt::Marker {
+                    offset: pos,
+                    durable: durable_lsn.0,
+                });
+                pos += FRAME_HEADER_BYTES;
+            }
+            Frame::Record {
+                lsn,
+                payload,
+                frame_bytes,
+            } => {
+                out.push(FrameAt::Record {
+                    offset: pos,
+                    lsn: lsn.0,
+                    len: payload.len(),
+                    end: pos + frame_bytes,
+                });
+                pos += frame_bytes;
+            }
+            Frame::Zero if !pos.is_multiple_of(BLOCK_BYTES) => {
+                pos = pos.next_multiple_of(BLOCK_BYTES)
+            }
+            Frame::Zero | Frame::Invalid(_) => break,
+        }
+    }
+    out
+}
+
+/// The record frames of one segment, as `(offset, lsn, payload_len, end)`.
+pub fn record_frames(path: &Path) -> Vec<(usize, u64, usize, usize)> {
+    frames(path)
+        .into_iter()
+        .filter_map(|f| match f {
+            FrameAt::Record {
+                offset,
+                lsn,
+                len,
+                end,
+            } => Some((offset, lsn, len, end)),
+            FrameAt::Marker { .. } => None,
+        })
+        .collect()
+}
+
+/// Every record of a closed log's shard, from LSN 1, through [`LogReader::open`].
+pub fn read_all(dir: &Path, shard: u32) -> Vec<(Lsn, Vec<u8>)> {
+    read_from(dir, shard, Lsn(1))
+}
+
+/// Every record of a closed log's shard from `from`, through [`LogReader::open`].
+pub fn read_from(dir: &Path, shard: u32, from: Lsn) -> Vec<(Lsn, Vec<u8>)> {
+    LogReader::open(dir, ShardId(shard), from)
+        .unwrap()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.lsn, r.payload.to_vec())
+        })
+        .collect()
+}
+
+/// Every durable record of an open shard from LSN 1.
+pub fn read_shard(shard: &Shard) -> Vec<(Lsn, Vec<u8>)> {
+    shard
+        .reader(Lsn(1))
+        .unwrap()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.lsn, r.payload.to_vec())
+        })
+        .collect()
+}
+
+/// Asserts that `got` holds exactly `expected[i]` at LSN `i + 1`, for every `i`.
+pub fn assert_log_eq(got: &[(Lsn, Vec<u8>)], expected: &[Vec<u8>], what: &str) {
+    for (i, (lsn, p)) in got.iter().enumerate() {
+        assert_eq!(
+            *lsn,
+            Lsn(i as u64 + 1),
+            "{what}: LSNs must be contiguous from 1"
+        );
+        assert!(
+            i < expected.len(),
+            "{what}: extra record at lsn {lsn} ({} expected)",
+            expected.len()
+        );
+        assert_eq!(p, &expected[i], "{what}: payload of lsn {lsn} differs");
+    }
+    assert_eq!(got.len(), expected.len(), "{what}: record count");
+}
+
+/// Every file under `dir` (recursively) with its bytes.
+pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// Simulates a crash of the process that owns `shard`: the handle is leaked so its drop
+/// does not ask the flusher to close (no final marker, nothing more is sealed), and the
+/// executor is expected to be dropped right after (which kills the detached flusher).
+pub fn crash(shard: Shard) {
+    std::mem::forget(shard);
+}
