@@ -54,6 +54,7 @@
 compile_error!("shardwal runs on Linux only: it needs io_uring (kernel >= 5.8) through glommio");
 
 pub(crate) mod arena;
+pub mod client;
 pub mod commit;
 pub mod config;
 pub mod error;
@@ -69,6 +70,7 @@ pub mod segment;
 pub mod shard;
 pub mod storage;
 
+pub use client::{shard_for_key, Client, ClientFuture, Wal};
 pub use config::{CpuPlacement, Durability, WalConfig, WalConfigBuilder};
 pub use error::{Error, Result};
 pub use lsn::{Cut, Lsn, ShardId};
