@@ -7,7 +7,9 @@
 //!    (Sealing while an fdatasync runs does not make anything durable sooner, since that
 //!    sync cannot cover the new write, and it splits the writers into two groups that take
 //!    turns: measured 147 instead of 256 records per fdatasync with 256 writers per shard.)
-//!    A full buffer is sealed by `append` at once, whatever is in flight.
+//!    A full buffer is sealed by `append` at once, whatever is in flight. Writers on other
+//!    threads come back too late for that rule, so [`crate::Shard::expect_appends`] can
+//!    hold the seal until the records it announced arrived or a short deadline passed.
 //! 2. **Submit** sealed batches in ring order; several may be in flight at once.
 //! 3. **Collect** write completions, in any order.
 //! 4. **Advance** the completed watermark over the contiguous prefix of written batches.
@@ -22,6 +24,9 @@
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures::future::LocalBoxFuture;
 
 use crate::lsn::Lsn;
 use crate::record::FRAME_HEADER_BYTES;
@@ -52,9 +57,32 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
         let mut progress = false;
         let healthy = st.failed.is_none();
 
+        // A hold (see `Shard::expect_appends`) ends when its records arrived or its time is
+        // up; its timer wakes this task at the deadline.
+        if let Some(hold) = &st.seal_hold {
+            let arrived = st.ring.open_record_count() >= hold.open_records;
+            let expired = match &mut st.hold_timer {
+                Some(t) => t.as_mut().poll(cx).is_ready(),
+                None => {
+                    let left = hold.deadline.saturating_duration_since(Instant::now());
+                    let mut t: LocalBoxFuture<'static, ()> =
+                        Box::pin(async move { glommio::timer::sleep(left).await });
+                    let ready = t.as_mut().poll(cx).is_ready();
+                    st.hold_timer = Some(t);
+                    ready
+                }
+            };
+            if arrived || expired || st.closing {
+                st.seal_hold = None;
+                st.hold_timer = None;
+                progress = true;
+            }
+        }
+
         // 1. Group commit: seal the open batch when someone waits on it and the device is
         //    idle; when closing, seal whatever is open.
         if healthy
+            && st.seal_hold.is_none()
             && !st.woke_waiters
             && st.ring.open.is_some()
             && st.ring.writes_pending() == 0

@@ -49,6 +49,13 @@ pub(crate) struct PieceInFlight {
     pub fut: LocalBoxFuture<'static, std::io::Result<usize>>,
 }
 
+/// A group-commit hint: see [`Shard::expect_appends`].
+pub(crate) struct SealHold {
+    /// Records the open batch should hold before a commit seals it.
+    pub open_records: u32,
+    pub deadline: std::time::Instant,
+}
+
 /// Everything a shard mutates. Only its own executor touches it.
 pub(crate) struct State {
     pub ring: Ring,
@@ -77,6 +84,10 @@ pub(crate) struct State {
     pub appended_since_open: bool,
     /// The flusher woke commit waiters in its current pass (see `flusher::drive`).
     pub woke_waiters: bool,
+    /// Hold sealing a batch for a commit until it holds this many records or the deadline
+    /// passes (see [`Shard::expect_appends`]).
+    pub seal_hold: Option<SealHold>,
+    pub hold_timer: Option<LocalBoxFuture<'static, ()>>,
     pub metrics: ShardMetrics,
 }
 
@@ -211,6 +222,13 @@ impl State {
                 self.metrics.appends += 1;
                 self.metrics.appended_bytes += payload.len() as u64;
                 self.appended_since_open = true;
+                if self
+                    .seal_hold
+                    .as_ref()
+                    .is_some_and(|h| self.ring.open_record_count() >= h.open_records)
+                {
+                    self.wake_flusher();
+                }
                 return Some(lsn);
             }
             if self.ring.open.is_some() {
@@ -386,6 +404,8 @@ impl Shard {
             final_marker_sealed: false,
             appended_since_open: false,
             woke_waiters: false,
+            seal_hold: None,
+            hold_timer: None,
             metrics: ShardMetrics::default(),
         };
         let core = Rc::new(Core {
@@ -479,6 +499,24 @@ impl Shard {
         let last = self.last_appended_lsn();
         self.commit(last).await?;
         Ok(self.durable_lsn().max(last))
+    }
+
+    /// A group-commit hint: about `appends` more records will be appended within `within`
+    /// (for example by writers on other threads that were just told their records are
+    /// durable). Until they arrived or the time is up, a waiting commit does not seal a
+    /// batch on its own, so those records share its write and fdatasync instead of waiting
+    /// for the next one. A full buffer, `close`, or the deadline still seal as usual; a later
+    /// call replaces an earlier one. Costs at most `within` of latency for a commit; no
+    /// effect on correctness.
+    pub fn expect_appends(&self, appends: u32, within: std::time::Duration) {
+        let mut st = self.core.st.borrow_mut();
+        let open_records = st.ring.open_record_count() + appends;
+        st.seal_hold = Some(SealHold {
+            open_records,
+            deadline: std::time::Instant::now() + within,
+        });
+        st.hold_timer = None;
+        st.wake_flusher();
     }
 
     /// The highest LSN known durable (0 when none).
