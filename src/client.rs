@@ -575,13 +575,9 @@ impl Wal {
                 serve(shard, inbox).await
             }
         });
-        let handles = match handle {
-            Ok(h) => h,
-            Err(e) => return Err(e),
-        };
         Ok(Wal {
             client: Client { inboxes },
-            handles: Some(handles),
+            handles: Some(handle?),
         })
     }
 
