@@ -161,8 +161,9 @@ fn main() {
         load_average()
     );
     let base = tempfile::tempdir().expect("temp dir");
-    // results[(task count, client?)] = per-round (appends/s, p50 us, p99 us)
-    let mut results: Vec<(u32, bool, Vec<(f64, f64, f64)>)> = Vec::new();
+    // (task count, through the client?, per round: (appends/s, p50 us, p99 us))
+    type Series = (u32, bool, Vec<(f64, f64, f64)>);
+    let mut results: Vec<Series> = Vec::new();
     for &t in &tasks {
         results.push((t, true, Vec::new()));
         results.push((t, false, Vec::new()));
