@@ -150,6 +150,28 @@ impl Inbox {
         }
         self.server.wake();
     }
+
+    /// The server is gone (its shard failed to open, closed, or its task panicked): refuse
+    /// new requests and drop the queued ones, whose futures then resolve to
+    /// [`Error::Closed`] instead of waiting forever.
+    fn shut(&self) {
+        let orphans = {
+            let mut q = self.lock();
+            q.closed = true;
+            std::mem::take(&mut q.items)
+        };
+        drop(orphans);
+        self.close();
+    }
+}
+
+/// Shuts an inbox when its server's executor stops, however it stops (unwinding included).
+struct ShutOnExit(Arc<Inbox>);
+
+impl Drop for ShutOnExit {
+    fn drop(&mut self) {
+        self.0.shut();
+    }
 }
 
 /// A `Send + Sync + Clone` handle to a running [`Wal`]. Cloning is one atomic increment.
@@ -553,22 +575,24 @@ pub(crate) async fn serve(shard: Shard, inbox: Arc<Inbox>) -> Result<Lsn> {
 /// does not wait; whatever was not yet durable may be lost, and reopening recovers the rest.
 pub struct Wal {
     client: Client,
-    handles: Option<crate::runtime::WalHandle<Result<Lsn>>>,
+    handles: Option<crate::runtime::WalHandle<Lsn>>,
 }
 
 impl Wal {
     /// Starts one executor per shard (see [`crate::spawn`]), each serving a [`Client`].
     ///
-    /// Errors: as [`crate::spawn`]; a shard that fails to open is reported by
-    /// [`Wal::close`] (its requests get [`Error::Closed`]).
+    /// Errors: as [`crate::spawn`]. A shard that fails to open is reported by
+    /// [`Wal::close`]; requests to it get [`Error::Closed`].
     pub fn start(config: WalConfig) -> Result<Wal> {
         let inboxes: Arc<[Arc<Inbox>]> = (0..config.shard_count())
             .map(|i| Arc::new(Inbox::new(ShardId(i))))
             .collect();
         let served = inboxes.clone();
-        let handle = crate::runtime::spawn(config, move |shard: Shard| {
-            let inbox = served[shard.id().index()].clone();
+        let handle = crate::runtime::spawn_executors(config, move |cfg, id| {
+            let inbox = served[id.index()].clone();
             async move {
+                let _shut = ShutOnExit(inbox.clone());
+                let shard = Shard::open(&cfg, id).await?;
                 inbox
                     .durable_lsn
                     .store(shard.durable_lsn().0, Ordering::Release);
@@ -593,19 +617,17 @@ impl Wal {
     /// Errors: the first shard that failed to open, failed, or panicked.
     pub fn close(mut self) -> Result<Cut> {
         let closed = futures::executor::block_on(self.client.close());
-        let joined = self.join();
-        let cut = closed?;
-        joined?;
-        Ok(cut)
+        // A shard that failed to open or panicked answers `Closed`; its executor's own
+        // error says why, so it comes first.
+        self.join()?;
+        closed
     }
 
     fn join(&mut self) -> Result<()> {
         let Some(h) = self.handles.take() else {
             return Ok(());
         };
-        for r in h.join()? {
-            r?;
-        }
+        h.join()?;
         Ok(())
     }
 }

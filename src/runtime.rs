@@ -92,6 +92,24 @@ where
     Fut: Future<Output = T> + 'static,
     T: Send + 'static,
 {
+    spawn_executors(config, move |cfg, id| {
+        let f = f.clone();
+        async move {
+            let shard = Shard::open(&cfg, id).await?;
+            let out = f(shard.clone()).await;
+            shard.close().await?;
+            Ok(out)
+        }
+    })
+}
+
+/// Starts one executor per shard, placed as configured, each running `body(config, id)`.
+pub(crate) fn spawn_executors<B, Fut, T>(config: WalConfig, body: B) -> Result<WalHandle<T>>
+where
+    B: Fn(WalConfig, ShardId) -> Fut + Send + Clone + 'static,
+    Fut: Future<Output = Result<T>> + 'static,
+    T: Send + 'static,
+{
     std::fs::create_dir_all(config.dir())
         .map_err(|e| Error::io("creating log directory", config.dir(), e))?;
     check_shard_dirs(&config)?;
@@ -103,16 +121,11 @@ where
             CpuPlacement::Unbound => Placement::Unbound,
         };
         let cfg = config.clone();
-        let f = f.clone();
+        let body = body.clone();
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shardwal-{i}"))
             .io_memory(config.io_memory_bytes())
-            .spawn(move || async move {
-                let shard = Shard::open(&cfg, ShardId(i)).await?;
-                let out = f(shard.clone()).await;
-                shard.close().await?;
-                Ok(out)
-            })
+            .spawn(move || body(cfg, ShardId(i)))
             .map_err(|e| Error::Executor(format!("starting executor for shard {i}: {e}")))?;
         handles.push(handle);
     }
