@@ -571,8 +571,9 @@ pub(crate) async fn serve(shard: Shard, inbox: Arc<Inbox>) -> Result<Lsn> {
 
 /// A running log served to [`Client`]s: one executor per shard.
 ///
-/// Dropping a `Wal` without [`Wal::close`] asks every shard to stop (as `close` does) but
-/// does not wait; whatever was not yet durable may be lost, and reopening recovers the rest.
+/// Dropping a `Wal` without [`Wal::close`] closes it all the same and waits for its
+/// executors (errors are discarded). A process that dies without either is safe too:
+/// whatever was not yet durable may be lost, and reopening recovers the rest.
 pub struct Wal {
     client: Client,
     handles: Option<crate::runtime::WalHandle<Lsn>>,
@@ -633,11 +634,16 @@ impl Wal {
 }
 
 impl Drop for Wal {
+    /// Closes every shard and waits for its executor to stop, like [`Wal::close`] but
+    /// discarding errors. Waiting matters: a directory must never have two writers, and
+    /// starting a new `Wal` on it right after this drop is then safe. Do not drop a `Wal`
+    /// on one of its own shard threads.
     fn drop(&mut self) {
         if self.handles.is_some() {
             for inbox in self.client.inboxes.iter() {
                 inbox.close();
             }
+            let _ = self.join();
         }
     }
 }
