@@ -43,9 +43,10 @@ use crate::shard::Shard;
 /// Requests an inbox holds before callers wait, per shard.
 pub const INBOX_CAPACITY: usize = 4096;
 
-/// How long a group commit may wait for the writers its last completions woke to send their
-/// next records (see [`Shard::expect_appends`]): a cross-thread wake-up and its way back take
-/// 100-450 us on the machine this was tuned on.
+/// How long a group commit waits for the next record from the writers its last completions
+/// woke, before it goes out without them (see [`Shard::expect_appends`]; it waits 4 times
+/// this at most): a cross-thread wake-up and its way back take 100-450 us on the machine this
+/// was tuned on.
 pub const RETURN_WINDOW: std::time::Duration = std::time::Duration::from_micros(250);
 
 enum Request {

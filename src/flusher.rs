@@ -57,25 +57,41 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
         let mut progress = false;
         let healthy = st.failed.is_none();
 
-        // A hold (see `Shard::expect_appends`) ends when its records arrived or its time is
-        // up; its timer wakes this task at the deadline.
-        if let Some(hold) = &st.seal_hold {
-            let arrived = st.ring.open_record_count() >= hold.open_records;
-            let expired = match &mut st.hold_timer {
+        // A hold (see `Shard::expect_appends`) ends when its records arrived, when none
+        // arrived for a whole gap, or at its hard deadline; its timer wakes this task for
+        // each check.
+        if let Some(hold) = &mut st.seal_hold {
+            let count = st.ring.open_record_count();
+            let mut end = count >= hold.open_records || st.closing;
+            let due = match &mut st.hold_timer {
                 Some(t) => t.as_mut().poll(cx).is_ready(),
-                None => {
-                    let left = hold.deadline.saturating_duration_since(Instant::now());
-                    let mut t: LocalBoxFuture<'static, ()> =
-                        Box::pin(async move { glommio::timer::sleep(left).await });
-                    let ready = t.as_mut().poll(cx).is_ready();
-                    st.hold_timer = Some(t);
-                    ready
-                }
+                None => Instant::now() >= hold.next_check,
             };
-            if arrived || expired || st.closing {
+            if due {
+                let now = Instant::now();
+                if count > hold.seen_records && now < hold.give_up {
+                    hold.seen_records = count;
+                    hold.next_check = (now + hold.gap).min(hold.give_up);
+                    st.hold_timer = None;
+                } else {
+                    end = true;
+                }
+            }
+            if end {
                 st.seal_hold = None;
                 st.hold_timer = None;
                 progress = true;
+            } else if st.hold_timer.is_none() {
+                let left = hold.next_check.saturating_duration_since(Instant::now());
+                let mut t: LocalBoxFuture<'static, ()> =
+                    Box::pin(async move { glommio::timer::sleep(left).await });
+                // Registers this task's waker with the timer; if it is due already, the
+                // check above sees that on the next pass without a timer.
+                if t.as_mut().poll(cx).is_pending() {
+                    st.hold_timer = Some(t);
+                } else {
+                    progress = true;
+                }
             }
         }
 

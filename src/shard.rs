@@ -53,7 +53,14 @@ pub(crate) struct PieceInFlight {
 pub(crate) struct SealHold {
     /// Records the open batch should hold before a commit seals it.
     pub open_records: u32,
-    pub deadline: std::time::Instant,
+    /// Records the open batch held at the last check.
+    pub seen_records: u32,
+    /// The next check: the hold ends there unless records arrived since the last one.
+    pub next_check: std::time::Instant,
+    /// How long a check waits for arrivals.
+    pub gap: std::time::Duration,
+    /// The hold ends here whatever arrives.
+    pub give_up: std::time::Instant,
 }
 
 /// Everything a shard mutates. Only its own executor touches it.
@@ -501,19 +508,23 @@ impl Shard {
         Ok(self.durable_lsn().max(last))
     }
 
-    /// A group-commit hint: about `appends` more records will be appended within `within`
-    /// (for example by writers on other threads that were just told their records are
-    /// durable). Until they arrived or the time is up, a waiting commit does not seal a
-    /// batch on its own, so those records share its write and fdatasync instead of waiting
-    /// for the next one. A full buffer, `close`, or the deadline still seal as usual; a later
-    /// call replaces an earlier one. Costs at most `within` of latency for a commit; no
-    /// effect on correctness.
-    pub fn expect_appends(&self, appends: u32, within: std::time::Duration) {
+    /// A group-commit hint: about `appends` more records are on their way (for example from
+    /// writers on other threads that were just told their records are durable). Until they
+    /// arrived, a waiting commit does not seal a batch on its own, so they share its write
+    /// and fdatasync instead of waiting for the next one. The hold ends early when no record
+    /// arrived for `gap`, and after `4 × gap` in any case; a full buffer and `close` still
+    /// seal at once, and a later call replaces an earlier one. Costs a commit at most
+    /// `4 × gap` of latency; no effect on correctness.
+    pub fn expect_appends(&self, appends: u32, gap: std::time::Duration) {
         let mut st = self.core.st.borrow_mut();
-        let open_records = st.ring.open_record_count() + appends;
+        let seen_records = st.ring.open_record_count();
+        let now = std::time::Instant::now();
         st.seal_hold = Some(SealHold {
-            open_records,
-            deadline: std::time::Instant::now() + within,
+            open_records: seen_records + appends,
+            seen_records,
+            next_check: now + gap,
+            gap,
+            give_up: now + gap * 4,
         });
         st.hold_timer = None;
         st.wake_flusher();
