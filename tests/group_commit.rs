@@ -93,3 +93,32 @@ fn a_hold_expires_and_never_blocks_a_commit() {
         assert_eq!(last, s.last_appended_lsn());
     });
 }
+
+#[test]
+fn a_hold_lasts_while_records_keep_arriving() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = small(d.path(), 1).build().unwrap();
+    run(&cfg, || async {
+        let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+        s.append_durable(b"warm up").await.unwrap();
+        let m0 = s.metrics();
+        // 9 records announced, arriving every 100 ms: 800 ms in all, longer than one gap
+        // (500 ms) but each arrival well within one. The hold must stretch over all of them.
+        s.expect_appends(9, Duration::from_millis(500));
+        let first = s.append(b"0").await.unwrap();
+        let committer = {
+            let s = s.clone();
+            glommio::spawn_local(async move { s.commit(first).await })
+        };
+        let mut last = first;
+        for i in 1..9u8 {
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            last = s.append(&[b'0' + i]).await.unwrap();
+        }
+        committer.await.unwrap();
+        s.commit(last).await.unwrap();
+        let m = s.metrics();
+        assert_eq!(m.flushes - m0.flushes, 1, "the 9 records went out together");
+        s.close().await.unwrap();
+    });
+}
