@@ -55,6 +55,16 @@ impl LogReader {
         LogReader::new(shard, scan.chain, from, upto)
     }
 
+    /// Opens shard `shard` of the closed log in `dir` for reading every stored record, from
+    /// the first one truncation left. Errors as [`LogReader::open`], without
+    /// [`Error::Truncated`].
+    pub fn open_all(dir: &Path, shard: ShardId) -> Result<LogReader> {
+        let scan = scan_shard(&shard_dir(dir, shard), shard)?;
+        let first = scan.chain.first().map_or(Lsn(1), |s| s.base_lsn);
+        let upto = Lsn(scan.next_lsn.0 - 1);
+        LogReader::new(shard, scan.chain, first, upto)
+    }
+
     pub(crate) fn new(
         shard: ShardId,
         chain: Vec<ChainSegment>,

@@ -40,7 +40,7 @@ fn scenario(op: FaultOp, nth: u64, forever: bool) {
     let what = format!("{op:?} nth={nth} forever={forever}");
     let d = tempfile::tempdir().unwrap();
     let cfg = small(d.path(), 1).build().unwrap();
-    let fault = Fault { op, nth, forever };
+    let fault = Fault::eio(op, nth, forever);
     let outcome = run(&cfg, || async {
         let storage = FaultyStorage::new(DmaStorage::new(false), fault);
         let probe = storage.probe();
@@ -224,11 +224,7 @@ fn sweep_reaches_past_open_into_commits() {
     let d = tempfile::tempdir().unwrap();
     let cfg = small(d.path(), 1).build().unwrap();
     run(&cfg, || async {
-        let never = Fault {
-            op: FaultOp::Write,
-            nth: u64::MAX,
-            forever: false,
-        };
+        let never = Fault::eio(FaultOp::Write, u64::MAX, false);
         let storage = FaultyStorage::new(DmaStorage::new(false), never);
         let probe = storage.probe();
         let s = Shard::open_with_storage(&cfg, ShardId(0), Rc::new(storage))

@@ -475,7 +475,7 @@ fn verify(dir: &Path) -> AnyResult<()> {
         let mut count = 0u64;
         let mut first = None;
         let mut last = Lsn::ZERO;
-        for record in shardwal::LogReader::open(dir, ShardId(shard), Lsn(1))? {
+        for record in shardwal::LogReader::open_all(dir, ShardId(shard))? {
             let record = record?;
             first.get_or_insert(record.lsn);
             last = record.lsn;
