@@ -141,6 +141,10 @@ pub fn decode(src: &[u8], seed: u64) -> Frame {
             if lsn == Lsn::ZERO {
                 return Frame::Invalid("record with lsn 0");
             }
+            if lsn == Lsn(u64::MAX) {
+                // No LSN follows it: readers would overflow computing the next one.
+                return Frame::Invalid("record with lsn u64::MAX");
+            }
             Frame::Record {
                 lsn,
                 payload: FRAME_HEADER_BYTES..FRAME_HEADER_BYTES + len,

@@ -96,13 +96,62 @@ struct Damage {
 }
 
 /// How the contiguous scan of one segment ended.
-pub(crate) enum SegmentEnd {
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SegmentEnd {
     /// A zero block boundary with only zeros after it: writing may resume at `write_pos`.
-    Clean { write_pos: u64 },
+    Clean {
+        /// 4 KiB-aligned offset of the first unwritten block.
+        write_pos: u64,
+    },
     /// The segment is full to its last frame.
     Full,
-    /// A bad frame at `offset` where `expected` should have been.
-    Damaged { offset: u64, reason: &'static str },
+    /// A bad frame at `offset` where the next expected record should have been.
+    Damaged {
+        /// Byte offset of the bad frame.
+        offset: u64,
+        /// What was wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// What [`scan_segment_bytes`] found in one segment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SegmentSummary {
+    /// The decoded header block.
+    pub header: SegmentHeader,
+    /// Records verified in the contiguous valid part, from the header's base LSN.
+    pub record_count: u64,
+    /// The LSN after the last verified record (the base LSN when there is none).
+    pub next_lsn: Lsn,
+    /// How the contiguous scan ended.
+    pub end: SegmentEnd,
+    /// The highest durable LSN a valid marker vouches for, including markers at block
+    /// boundaries past a damaged frame ([`Lsn::ZERO`] if none).
+    pub vouched_lsn: Lsn,
+}
+
+/// Scans one segment from `bytes` (the whole file) the way [`scan_shard`] scans each
+/// segment, without any I/O: for fuzzing and inspection tools. Never panics, whatever
+/// `bytes` holds.
+///
+/// It judges the segment on its own: the header is not checked against a file name or
+/// shard, and a damaged end is reported as [`SegmentEnd::Damaged`] whether or not it is a
+/// torn tail (that depends on the other segments; compare with `vouched_lsn`). Errors: the
+/// [`HeaderError`] of a header block that does not decode.
+pub fn scan_segment_bytes(bytes: &[u8]) -> std::result::Result<SegmentSummary, HeaderError> {
+    let header = SegmentHeader::decode(bytes)?;
+    let (end, next_lsn, mut vouched_lsn) = scan_frames(bytes, &header, |_, _| true);
+    if let SegmentEnd::Damaged { offset, .. } = end {
+        let seed = segment_seed(header.shard.0, header.generation);
+        vouched_lsn = vouched_lsn.max(markers_after(bytes, seed, offset as usize + 1));
+    }
+    Ok(SegmentSummary {
+        record_count: next_lsn.0 - header.base_lsn.0,
+        header,
+        next_lsn,
+        end,
+        vouched_lsn,
+    })
 }
 
 /// Whether `pos` (a frame position in the segment `bytes`) lies in the zero padding at the end
@@ -226,7 +275,13 @@ pub fn scan_shard(shard_dir: &Path, shard: ShardId) -> Result<ShardScan> {
     let files = list_segments(shard_dir)?;
     let mut scan = ShardScan {
         next_lsn: Lsn(1),
-        next_generation: files.last().map_or(1, |(g, _)| g + 1),
+        next_generation: match files.last() {
+            None => 1,
+            Some((g, path)) => g.checked_add(1).ok_or_else(|| Error::BadDirectory {
+                path: path.clone(),
+                detail: "segment generation u64::MAX leaves no next generation".into(),
+            })?,
+        },
         ..ShardScan::default()
     };
     let mut expected: Option<Lsn> = None;

@@ -115,6 +115,10 @@ impl SegmentHeader {
         if src[40..56].iter().any(|&b| b != 0) {
             return Err(HeaderError::Corrupt("reserved header bytes are not zero"));
         }
+        if u64_at(24) == 0 {
+            // LSNs start at 1: a base of 0 would make the log's end LSN underflow.
+            return Err(HeaderError::Corrupt("base lsn 0"));
+        }
         Ok(SegmentHeader {
             shard: ShardId(u32_at(12)),
             generation: u64_at(16),

@@ -350,3 +350,19 @@ fn spawn_refuses_a_directory_with_more_shards() {
         .unwrap();
     assert_eq!(ids, vec![0, 1, 2]);
 }
+
+/// A segment named with the largest generation leaves no generation for the next segment:
+/// recovery refuses the directory with an error instead of overflowing.
+#[test]
+fn segment_with_the_last_generation_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let sdir = shardwal::segment::shard_dir(d.path(), shardwal::ShardId(0));
+    std::fs::create_dir_all(&sdir).unwrap();
+    std::fs::write(shardwal::segment::segment_path(&sdir, u64::MAX), [0u8; 4096]).unwrap();
+    match shardwal::recovery::scan_shard(&sdir, shardwal::ShardId(0)) {
+        Err(shardwal::Error::BadDirectory { detail, .. }) => {
+            assert!(detail.contains("generation"), "{detail}")
+        }
+        other => panic!("expected BadDirectory, got {other:?}"),
+    }
+}
