@@ -103,6 +103,21 @@ where
     })
 }
 
+/// Makes the descriptors of files dropped on this executor really close before it ends.
+///
+/// glommio closes a `DmaFile` dropped without `close()` (a shard's segment files, when its
+/// last handle goes) by queueing a close on the executor's main ring, submitted on a later
+/// I/O poll. An executor that ended right after dropping its shard never got there, so
+/// every closed log leaked its open segments' descriptors (and the disk space of any of
+/// them removed later). Opening and closing the log directory through the same ring, and
+/// waiting for it, submits the queued closes ahead of it (a close of a regular file runs
+/// at submission).
+async fn settle_deferred_closes(dir: &std::path::Path) {
+    if let Ok(d) = glommio::io::Directory::open(dir).await {
+        let _ = d.close().await;
+    }
+}
+
 /// Starts one executor per shard, placed as configured, each running `body(config, id)`.
 pub(crate) fn spawn_executors<B, Fut, T>(config: WalConfig, body: B) -> Result<WalHandle<T>>
 where
@@ -125,7 +140,12 @@ where
         let handle = LocalExecutorBuilder::new(placement)
             .name(&format!("shardwal-{i}"))
             .io_memory(config.io_memory_bytes())
-            .spawn(move || body(cfg, ShardId(i)))
+            .spawn(move || async move {
+                let dir = cfg.dir().to_path_buf();
+                let out = body(cfg, ShardId(i)).await;
+                settle_deferred_closes(&dir).await;
+                out
+            })
             .map_err(|e| Error::Executor(format!("starting executor for shard {i}: {e}")))?;
         handles.push(handle);
     }

@@ -358,7 +358,11 @@ fn segment_with_the_last_generation_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let sdir = shardwal::segment::shard_dir(d.path(), shardwal::ShardId(0));
     std::fs::create_dir_all(&sdir).unwrap();
-    std::fs::write(shardwal::segment::segment_path(&sdir, u64::MAX), [0u8; 4096]).unwrap();
+    std::fs::write(
+        shardwal::segment::segment_path(&sdir, u64::MAX),
+        [0u8; 4096],
+    )
+    .unwrap();
     match shardwal::recovery::scan_shard(&sdir, shardwal::ShardId(0)) {
         Err(shardwal::Error::BadDirectory { detail, .. }) => {
             assert!(detail.contains("generation"), "{detail}")
