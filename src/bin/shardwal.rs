@@ -113,25 +113,26 @@ struct RunResult {
     registered: Option<bool>,
 }
 
-fn cpu_seconds() -> f64 {
-    // SAFETY: getrusage only writes into the zero-initialised struct we pass it.
-    let usage = unsafe {
+fn rusage() -> libc::rusage {
+    // SAFETY: getrusage only writes into the zero-initialised struct we pass it, and
+    // RUSAGE_SELF is always a valid target.
+    unsafe {
         let mut u: libc::rusage = std::mem::zeroed();
         libc::getrusage(libc::RUSAGE_SELF, &mut u);
         u
-    };
+    }
+}
+
+/// User + system CPU time of the whole process, in seconds.
+fn cpu_seconds() -> f64 {
+    let usage = rusage();
     let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
+/// Peak resident set size of the process, in MiB.
 fn peak_rss_mib() -> f64 {
-    // SAFETY: as above.
-    let usage = unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        u
-    };
-    usage.ru_maxrss as f64 / 1024.0
+    rusage().ru_maxrss as f64 / 1024.0
 }
 
 fn load_average() -> String {
