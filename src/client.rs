@@ -1,6 +1,6 @@
 //! The `Send + Sync` way in for code that does not run on a shard's executor.
 //!
-//! [`Wal::start`] runs one executor per shard, each serving requests from an [`Inbox`].
+//! [`Wal::start`] runs one executor per shard, each serving requests from an `Inbox`.
 //! [`Client`] is a cheap, clonable handle any thread or runtime can use: tokio tasks, plain
 //! threads with `futures::executor::block_on`, other glommio executors. Its futures complete
 //! from the shard's thread through ordinary [`std::task::Waker`]s, so they work anywhere.

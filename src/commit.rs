@@ -1,9 +1,9 @@
 //! The durable watermark and the tasks waiting on it (group commit).
 //!
 //! A waiter is a task that awaits "everything up to LSN `n` is durable". When a flush's
-//! fdatasync completes, [`Waiters::advance`] wakes every waiter at or below the new
+//! fdatasync completes, `Waiters::advance` wakes every waiter at or below the new
 //! watermark at once; all waiters of one group commit see the same outcome. After an I/O
-//! error, [`Waiters::wake_all`] wakes everyone so they observe the failure.
+//! error, `Waiters::wake_all` wakes everyone so they observe the failure.
 //!
 //! The list keeps its capacity, so steady-state commits allocate nothing.
 

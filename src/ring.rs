@@ -9,7 +9,7 @@
 //! * **InFlight**: its piece writes are submitted; they may complete in any order, and
 //!   several slots may be in flight at once.
 //! * **Written**: every piece completed. The slot becomes Free only when every older slot is
-//!   Written too ([`Ring::pop_written`]), which is what makes the completed watermark
+//!   Written too (`Ring::pop_written`), which is what makes the completed watermark
 //!   contiguous.
 //!
 //! A shard is single-threaded, so none of this needs atomics. This module does no I/O and

@@ -3,7 +3,7 @@
 //! A [`Shard`] lives on one glommio executor and is `!Send`: clone the handle to share it
 //! between the tasks of that executor. Data flows one way: [`Shard::append`] copies the
 //! record into the open flush buffer of the ring and returns its [`Lsn`] at once; the
-//! flusher task ([`crate::flusher`]) writes sealed buffers, fdatasyncs, and moves the
+//! flusher task (`flusher` module) writes sealed buffers, fdatasyncs, and moves the
 //! durable watermark, which wakes [`Shard::commit`] waiters.
 //!
 //! # Failure
