@@ -389,7 +389,11 @@ impl Client {
     }
 }
 
-/// See [`Client::shard_for_key`].
+/// The shard `key` belongs to among `shard_count` shards: `xxh3_64(key) % shard_count`
+/// (see [`Client::shard_for_key`]).
+///
+/// # Panics
+/// When `shard_count` is 0 (a log always has at least one shard).
 pub fn shard_for_key(key: &[u8], shard_count: u32) -> ShardId {
     assert!(shard_count > 0, "shard_count must be above 0");
     ShardId((xxh3_64(key) % shard_count as u64) as u32)
