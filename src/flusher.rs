@@ -131,6 +131,15 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
         // 2. Submit sealed batches, oldest first.
         while let Some(idx) = st.ring.next_sealed().filter(|_| healthy) {
             st.ring.start_writes(idx, &mut st.piece_scratch);
+            let _span = tracing::debug_span!(
+                "flush",
+                shard = %core.id,
+                slot = idx,
+                records = st.ring.slots[idx].record_count,
+                bytes = st.ring.slots[idx].padded_bytes,
+                writes = st.piece_scratch.len(),
+            )
+            .entered();
             let file = st.ring.slots[idx]
                 .file
                 .clone()
@@ -162,7 +171,10 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
                         continue;
                     }
                     match result {
-                        Ok(n) if n == done.len => st.ring.piece_written(done.slot),
+                        Ok(n) if n == done.len => {
+                            tracing::debug!(shard = %core.id, slot = done.slot, bytes = n, "write done");
+                            st.ring.piece_written(done.slot)
+                        }
                         Ok(n) => st.fail(
                             core.id,
                             format!("short write: {n} of {} bytes (disk full?)", done.len),
@@ -223,6 +235,7 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
                     match result {
                         Ok(()) => {
                             st.metrics.fdatasyncs += 1;
+                            tracing::debug!(shard = %core.id, durable_lsn = %target, "fdatasync done");
                             advance(st, target);
                         }
                         Err(e) => st.fail(core.id, format!("fdatasync failed: {e}")),

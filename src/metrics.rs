@@ -1,4 +1,12 @@
-//! Counters a shard keeps as it works; cheap to read with [`crate::Shard::metrics`].
+//! What a shard measures as it works: counters ([`ShardMetrics`], a `Copy` snapshot from
+//! [`crate::Shard::metrics`]) and a commit-latency histogram
+//! ([`crate::Shard::commit_latency_us`]). The flush path also emits `tracing` spans and
+//! events at debug level (`flush`, `write done`, `fdatasync done`).
+
+/// The histogram shape used for commit latency: 1 us to 60 s, 2 significant digits.
+pub fn new_latency_histogram() -> hdrhistogram::Histogram<u64> {
+    hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 2).expect("valid bounds")
+}
 
 /// A snapshot of one shard's counters since it opened.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]

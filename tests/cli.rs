@@ -53,12 +53,67 @@ fn bench_runs_and_reports_every_configuration() {
 
 #[test]
 fn bench_rejects_bad_arguments() {
+    for (args, needle) in [
+        (&["bench", "--writers", "0"][..], "--writers"),
+        (&["bench", "--commit", "sometimes"][..], "commit pattern"),
+        (&["bench", "--commit", "sync-every:0"][..], "above 0"),
+        (&["bench", "--record-bytes", "0"][..], "at least 1 byte"),
+        (&["bench", "--record-bytes", "90..10"][..], "range"),
+        (&["bench", "--records", "0"][..], "above 0"),
+    ] {
+        let out = shardwal().args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn bench_json_sync_every_range_and_plot() {
+    let d = tempfile::tempdir().unwrap();
+    let plot = d.path().join("bench.svg");
     let out = shardwal()
-        .args(["bench", "--writers", "0"])
+        .args([
+            "bench",
+            "--json",
+            "--unbound",
+            "--no-baseline",
+            "--writers",
+            "2",
+            "--records",
+            "400",
+            "--commit",
+            "sync-every:10",
+            "--record-bytes",
+            "10..3000",
+            "--plot",
+        ])
+        .arg(&plot)
+        .arg("--dir")
+        .arg(d.path())
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--writers"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 1);
+    let run = &runs[0];
+    assert_eq!(run["label"], "shardwal 2x2 sync every 10");
+    assert!(run["appends_per_sec"].as_f64().unwrap() > 0.0);
+    // 4 writers x 100 records, each synced 10 at a time (a sync may also cover the other
+    // writers' pending records, so a fdatasync covers 1 record or more).
+    assert!(run["records_per_fdatasync"].as_f64().unwrap() >= 1.0);
+    for p in ["p50", "p90", "p99", "p99_9", "max"] {
+        assert!(run["latency_us"][p].as_f64().unwrap() > 0.0, "{p}");
+    }
+    assert_eq!(report["records_per_run"], 400);
+    let svg = std::fs::read_to_string(&plot).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("shardwal 2x2 sync every 10"));
 }
 
 #[test]

@@ -38,6 +38,10 @@ fn concurrent_committers_share_flushes() {
             syncs <= 40,
             "{syncs} fdatasyncs for {records} records: no group commit"
         );
+        // Every commit waited (nothing was durable before it), so each one was measured.
+        let h = s.commit_latency_us();
+        assert_eq!(h.len(), 640, "one latency sample per waiting commit");
+        assert!(h.min() >= 1 && h.max() >= h.value_at_quantile(0.5));
         s.close().await.unwrap();
     });
 }

@@ -1,0 +1,629 @@
+//! `shardwal bench`: durable appends from S shards × W writer tasks, with the device's own
+//! limits and (with the `peers` feature) other logs in the same run, interleaved round by
+//! round (A B A B ...), reported as medians and ratios.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use serde::Serialize;
+use shardwal::{CpuPlacement, Durability, Shard, WalConfig};
+
+use crate::baseline;
+use crate::run::{
+    cpu_seconds, load_average, median, new_histogram, peak_rss_mib, AnyResult, LatencySummary,
+    Meter, RecordSize, RunResult, RunSummary,
+};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum DurabilityArg {
+    Fdatasync,
+    Dsync,
+    Nosync,
+}
+
+/// How writers make their records durable.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CommitPattern {
+    /// Every append is awaited until durable (`append_durable`).
+    Every,
+    /// Append N records without waiting, then `sync` (one latency sample per sync).
+    SyncEvery(u64),
+    /// Open loop: writers send at a fixed total rate (appends/s) whatever the latency; a
+    /// record's latency counts from when it was due, so falling behind shows.
+    Rate(f64),
+}
+
+impl CommitPattern {
+    fn parse(s: &str) -> Result<CommitPattern, String> {
+        if s == "every" {
+            return Ok(CommitPattern::Every);
+        }
+        if let Some(n) = s.strip_prefix("sync-every:") {
+            let n: u64 = n.parse().map_err(|_| format!("bad count in {s:?}"))?;
+            if n == 0 {
+                return Err("sync-every needs a count above 0".into());
+            }
+            return Ok(CommitPattern::SyncEvery(n));
+        }
+        if let Some(r) = s.strip_prefix("rate:") {
+            let r: f64 = r.parse().map_err(|_| format!("bad rate in {s:?}"))?;
+            if !(r > 0.0 && r.is_finite()) {
+                return Err("rate needs a positive number of appends/s".into());
+            }
+            return Ok(CommitPattern::Rate(r));
+        }
+        Err(format!(
+            "bad commit pattern {s:?}: use every, sync-every:N or rate:APPENDS_PER_SEC"
+        ))
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            CommitPattern::Every => "append_durable".into(),
+            CommitPattern::SyncEvery(n) => format!("sync every {n}"),
+            CommitPattern::Rate(r) => format!("open loop {r:.0}/s"),
+        }
+    }
+}
+
+#[derive(Parser, Clone, Debug)]
+pub struct BenchArgs {
+    /// Number of shards (one executor each).
+    #[arg(long, default_value_t = 2)]
+    pub shards: u32,
+    /// Concurrent writer tasks per shard; a comma list runs each in turn.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,256")]
+    pub writers: Vec<usize>,
+    /// Payload bytes per record: a number (256) or an inclusive range (100..4096).
+    #[arg(long, default_value = "256", value_parser = RecordSize::parse)]
+    pub record_bytes: RecordSize,
+    /// Seconds per measured run (ignored with --records).
+    #[arg(long, default_value_t = 3.0)]
+    pub seconds: f64,
+    /// Durable records per run instead of a duration (split evenly over the writers).
+    #[arg(long)]
+    pub records: Option<u64>,
+    /// Rounds; each round runs every configuration once, interleaved.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// Durability mode.
+    #[arg(long, value_enum, default_value = "fdatasync")]
+    pub durability: DurabilityArg,
+    /// Commit pattern: every | sync-every:N | rate:APPENDS_PER_SEC (open loop).
+    #[arg(long, default_value = "every", value_parser = CommitPattern::parse)]
+    pub commit: CommitPattern,
+    /// Directory to run in (a fresh temporary directory inside it). Default: $TMPDIR or /tmp.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print the report as JSON on stdout (progress and notes go to stderr).
+    #[arg(long)]
+    pub json: bool,
+    /// Draw throughput over time and the latency distribution into this SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Skip the device baselines (bare write+fdatasync loop, sequential O_DIRECT bandwidth).
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Also run the peers (okaywal, raft-engine; RocksDB with `peers-rocksdb`) with
+    /// shards × writers threads each. Needs `--features peers`.
+    #[arg(long)]
+    pub peers: bool,
+    /// Let shard executors float instead of pinning shard i to CPU i.
+    #[arg(long)]
+    pub unbound: bool,
+}
+
+/// Runs the benchmark described by `args` and prints its report.
+pub fn bench(args: &BenchArgs) -> AnyResult<()> {
+    if args.writers.is_empty() || args.writers.contains(&0) {
+        return Err("--writers needs one or more counts above 0".into());
+    }
+    let seconds_ok = args.seconds > 0.0 && args.seconds.is_finite();
+    if !seconds_ok || args.rounds == 0 || args.records == Some(0) {
+        return Err("--seconds, --rounds and --records must be above 0".into());
+    }
+    if args.peers && (args.commit != CommitPattern::Every || args.records.is_some()) {
+        return Err("--peers compares `--commit every` runs of a fixed duration only".into());
+    }
+    #[cfg(not(feature = "peers"))]
+    if args.peers {
+        return Err(
+            "this shardwal was built without the `peers` feature: cargo run --release --features peers -- bench --peers"
+                .into(),
+        );
+    }
+    let durability = match args.durability {
+        DurabilityArg::Fdatasync => Durability::Fdatasync,
+        DurabilityArg::Dsync => Durability::Dsync,
+        DurabilityArg::Nosync => Durability::NoSyncBenchmarkOnly,
+    };
+    let base = match &args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            tempfile::tempdir_in(d)?
+        }
+        None => tempfile::tempdir()?,
+    };
+    let load_start = load_average();
+    let say = |line: String| {
+        if args.json {
+            eprintln!("{line}")
+        } else {
+            println!("{line}")
+        }
+    };
+    say(format!(
+        "shardwal bench: {} shards, writers per shard {:?}, {}-byte records, durability {:?}, commit {}, {}, {} round(s)",
+        args.shards,
+        args.writers,
+        args.record_bytes,
+        durability,
+        args.commit.describe(),
+        match args.records {
+            Some(n) => format!("{n} records per run"),
+            None => format!("{} s per run", args.seconds),
+        },
+        args.rounds
+    ));
+    say(format!(
+        "directory: {} (load average at start: {load_start})",
+        base.path().display()
+    ));
+
+    let mut results: Vec<RunResult> = Vec::new();
+    let mut run_no = 0;
+    let mut next_dir = || {
+        run_no += 1;
+        base.path().join(format!("run-{run_no}"))
+    };
+    for round in 0..args.rounds {
+        let mut done = |r: RunResult| {
+            eprintln!("round {}: {}", round + 1, one_line(&r));
+            results.push(r);
+        };
+        if !args.no_baseline {
+            done(baseline::sync_loop(&next_dir(), args.seconds)?);
+            done(baseline::bandwidth(&next_dir(), args.seconds)?);
+        }
+        for &w in &args.writers {
+            let dir = next_dir();
+            let r = wal_run(args, durability, w, &dir)?;
+            std::fs::remove_dir_all(&dir)?;
+            done(r);
+            #[cfg(feature = "peers")]
+            if args.peers {
+                for peer in crate::peers::Peer::all() {
+                    let dir = next_dir();
+                    std::fs::create_dir_all(&dir)?;
+                    let threads = w * args.shards as usize;
+                    let r =
+                        crate::peers::run(&peer, &dir, threads, args.record_bytes, args.seconds)?;
+                    std::fs::remove_dir_all(&dir)?;
+                    done(r);
+                }
+            }
+        }
+    }
+    report(args, &results, &load_start)?;
+    if let Some(path) = &args.plot {
+        let picks = median_runs(&results);
+        let title = format!(
+            "shardwal bench: {} shards, {}-byte records, {}",
+            args.shards,
+            args.record_bytes,
+            args.commit.describe()
+        );
+        crate::plot::write_svg(path, &title, &picks)?;
+        eprintln!("plot written to {}", path.display());
+    }
+    Ok(())
+}
+
+fn one_line(r: &RunResult) -> String {
+    format!(
+        "{:<38} {:>12.0} ops/s {:>9.1} MB/s  p50 {:>8.1} us  p99 {:>8.1} us  ring-full waits {} rotations {}",
+        r.label,
+        r.rate(),
+        r.bytes as f64 / r.seconds / 1e6,
+        r.latency_ns.value_at_quantile(0.5) as f64 / 1e3,
+        r.latency_ns.value_at_quantile(0.99) as f64 / 1e3,
+        r.ring_full_waits,
+        r.rotations
+    )
+}
+
+/// Labels in first-seen order.
+fn labels(results: &[RunResult]) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for r in results {
+        if !out.contains(&r.label.as_str()) {
+            out.push(&r.label);
+        }
+    }
+    out
+}
+
+/// For each label, the run whose throughput is the median of its rounds.
+fn median_runs(results: &[RunResult]) -> Vec<&RunResult> {
+    labels(results)
+        .into_iter()
+        .map(|l| {
+            let mut runs: Vec<&RunResult> = results.iter().filter(|r| r.label == l).collect();
+            runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+            runs[runs.len() / 2]
+        })
+        .collect()
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    shards: u32,
+    writers_per_shard: &'a [usize],
+    record_bytes: String,
+    durability: String,
+    commit: String,
+    seconds_per_run: Option<f64>,
+    records_per_run: Option<u64>,
+    rounds: usize,
+    runs: Vec<RunSummary>,
+    buffers_registered: Option<bool>,
+    peak_rss_mib: f64,
+    load_average_start: &'a str,
+    load_average_end: String,
+}
+
+fn summarize(label: &str, runs: &[&RunResult], device: f64) -> RunSummary {
+    let m = |f: &dyn Fn(&RunResult) -> f64| median(runs.iter().map(|r| f(r)).collect());
+    let q = |quantile: f64| m(&|r| r.latency_ns.value_at_quantile(quantile) as f64 / 1e3);
+    let rate = m(&|r| r.rate());
+    RunSummary {
+        label: label.to_string(),
+        rounds: runs.len(),
+        appends_per_sec: rate,
+        mb_per_sec: m(&|r| r.bytes as f64 / r.seconds / 1e6),
+        fdatasyncs_per_sec: m(&|r| r.fdatasyncs as f64 / r.seconds),
+        records_per_flush: m(&|r| r.ops as f64 / r.flushes.max(1) as f64),
+        records_per_fdatasync: m(&|r| r.ops as f64 / r.fdatasyncs.max(1) as f64),
+        latency_us: LatencySummary {
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            p99_9: q(0.999),
+            max: m(&|r| r.latency_ns.max() as f64 / 1e3),
+        },
+        cpu_us_per_record: m(&|r| r.cpu_seconds * 1e6 / r.ops.max(1) as f64),
+        ratio_to_device_loop: (device > 0.0).then(|| rate / device),
+    }
+}
+
+fn report(args: &BenchArgs, results: &[RunResult], load_start: &str) -> AnyResult<()> {
+    let rate_of = |label: &str| {
+        median(
+            results
+                .iter()
+                .filter(|r| r.label == label)
+                .map(|r| r.rate())
+                .collect(),
+        )
+    };
+    let device = rate_of(baseline::SYNC_LOOP);
+    let bandwidth_mb = median(
+        results
+            .iter()
+            .filter(|r| r.label == baseline::BANDWIDTH)
+            .map(|r| r.bytes as f64 / r.seconds / 1e6)
+            .collect(),
+    );
+    let summaries: Vec<RunSummary> = labels(results)
+        .into_iter()
+        .map(|l| {
+            let runs: Vec<&RunResult> = results.iter().filter(|r| r.label == l).collect();
+            summarize(
+                l,
+                &runs,
+                if l == baseline::BANDWIDTH {
+                    0.0
+                } else {
+                    device
+                },
+            )
+        })
+        .collect();
+    let registered = results.iter().find_map(|r| r.registered);
+    if args.json {
+        let j = JsonReport {
+            shards: args.shards,
+            writers_per_shard: &args.writers,
+            record_bytes: args.record_bytes.to_string(),
+            durability: format!("{:?}", args.durability),
+            commit: args.commit.describe(),
+            seconds_per_run: args.records.is_none().then_some(args.seconds),
+            records_per_run: args.records,
+            rounds: args.rounds,
+            runs: summaries,
+            buffers_registered: registered,
+            peak_rss_mib: peak_rss_mib(),
+            load_average_start: load_start,
+            load_average_end: load_average(),
+        };
+        println!("{}", serde_json::to_string_pretty(&j)?);
+        return Ok(());
+    }
+    println!();
+    println!(
+        "{:<38} {:>11} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8}",
+        "run (medians over rounds)",
+        "ops/s",
+        "MB/s",
+        "fsyncs/s",
+        "rec/flush",
+        "rec/fsync",
+        "p50 us",
+        "p90 us",
+        "p99 us",
+        "p99.9 us",
+        "max us",
+        "cpu us/op",
+        "x fsync",
+        "x seq bw"
+    );
+    for s in &summaries {
+        let ratio = |v: Option<f64>| v.map_or("-".to_string(), |r| format!("{r:.2}"));
+        // Runs that measure no commit latency (the bandwidth test) show "-".
+        let us = |v: f64| {
+            if s.latency_us.max > 0.0 {
+                format!("{v:.1}")
+            } else {
+                "-".to_string()
+            }
+        };
+        let bw = (bandwidth_mb > 0.0 && s.label != baseline::SYNC_LOOP)
+            .then(|| s.mb_per_sec / bandwidth_mb);
+        println!(
+            "{:<38} {:>11.0} {:>8.1} {:>9.0} {:>9.1} {:>9.1} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8.2} {:>8} {:>8}",
+            s.label,
+            s.appends_per_sec,
+            s.mb_per_sec,
+            s.fdatasyncs_per_sec,
+            s.records_per_flush,
+            s.records_per_fdatasync,
+            us(s.latency_us.p50),
+            us(s.latency_us.p90),
+            us(s.latency_us.p99),
+            us(s.latency_us.p99_9),
+            us(s.latency_us.max),
+            s.cpu_us_per_record,
+            ratio(s.ratio_to_device_loop),
+            ratio(bw),
+        );
+    }
+    if let Some(reg) = registered {
+        println!(
+            "flush buffers in io_uring-registered memory: {}",
+            if reg {
+                "yes"
+            } else {
+                "no (memlock limit too small?)"
+            }
+        );
+    }
+    println!(
+        "peak RSS {:.1} MiB; load average at start {load_start}, at end {}",
+        peak_rss_mib(),
+        load_average()
+    );
+    Ok(())
+}
+
+/// What one shard's writers measured.
+struct ShardOutcome {
+    samples_ns: Vec<u64>,
+    ops: u64,
+    bytes: u64,
+    metrics_before: shardwal::ShardMetrics,
+    metrics_after: shardwal::ShardMetrics,
+    registered: bool,
+}
+
+fn wal_run(
+    args: &BenchArgs,
+    durability: Durability,
+    writers: usize,
+    dir: &Path,
+) -> AnyResult<RunResult> {
+    let config = WalConfig::builder(dir)
+        .shard_count(args.shards)
+        .durability(durability)
+        .placement(if args.unbound {
+            CpuPlacement::Unbound
+        } else {
+            CpuPlacement::PinnedPerShard
+        })
+        .build()?;
+    let record_bytes = args.record_bytes;
+    if record_bytes.max() > config.max_record_bytes() {
+        return Err(format!(
+            "--record-bytes must be 1 ..= {} (max_record_bytes)",
+            config.max_record_bytes()
+        )
+        .into());
+    }
+    let total_writers = writers * args.shards as usize;
+    let quota = args.records.map(|n| n.div_ceil(total_writers as u64));
+    let seconds = args.seconds;
+    let pattern = args.commit;
+    let label = format!(
+        "shardwal {}x{} {}",
+        args.shards,
+        writers,
+        pattern.describe()
+    );
+    let counter = Arc::new(AtomicU64::new(0));
+    // Every shard starts measuring at the same moment, after all of them opened.
+    let barrier = Arc::new(std::sync::Barrier::new(args.shards as usize + 1));
+    let b = barrier.clone();
+    let shard_counter = counter.clone();
+    let handle = shardwal::spawn(config, move |shard| {
+        let (b, counter) = (b.clone(), shard_counter.clone());
+        async move {
+            b.wait();
+            let deadline = match quota {
+                Some(_) => None,
+                None => Some(Instant::now() + Duration::from_secs_f64(seconds)),
+            };
+            let out = Rc::new(RefCell::new(ShardOutcome {
+                samples_ns: Vec::with_capacity(1 << 20),
+                ops: 0,
+                bytes: 0,
+                metrics_before: shard.metrics(),
+                metrics_after: shard.metrics(),
+                registered: shard.buffers_registered(),
+            }));
+            let tasks: Vec<_> = (0..writers)
+                .map(|w| {
+                    let (shard, out, counter) = (shard.clone(), out.clone(), counter.clone());
+                    let seed = (shard.id().0 as u64) << 32 | w as u64;
+                    glommio::spawn_local(async move {
+                        writer(
+                            shard,
+                            out,
+                            counter,
+                            WriterPlan {
+                                pattern,
+                                deadline,
+                                quota,
+                                record_bytes,
+                                seed,
+                                slot: w,
+                                total_writers,
+                            },
+                        )
+                        .await
+                    })
+                })
+                .collect();
+            for t in tasks {
+                t.await?;
+            }
+            let mut o = Rc::try_unwrap(out).ok().expect("writers done").into_inner();
+            o.metrics_after = shard.metrics();
+            Ok::<_, shardwal::Error>(o)
+        }
+    })?;
+    barrier.wait();
+    let meter = Meter::start_with(&label, args.records.map_or(seconds, |_| 10.0), counter);
+    let (start, cpu0) = (Instant::now(), cpu_seconds());
+    let outcomes = handle.join()?;
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut r = RunResult::new(label, if quota.is_some() { elapsed } else { seconds });
+    r.cpu_seconds = cpu_seconds() - cpu0;
+    r.timeline = meter.finish();
+    r.latency_ns = new_histogram();
+    for o in outcomes {
+        let o = o?;
+        r.ops += o.ops;
+        r.bytes += o.bytes;
+        let (a, b) = (o.metrics_after, o.metrics_before);
+        r.fdatasyncs += a.fdatasyncs - b.fdatasyncs;
+        r.flushes += a.flushes - b.flushes;
+        r.ring_full_waits += a.ring_full_waits - b.ring_full_waits;
+        r.rotations += a.rotations - b.rotations;
+        for s in o.samples_ns {
+            r.latency_ns.saturating_record(s);
+        }
+        r.registered = Some(r.registered.unwrap_or(true) && o.registered);
+    }
+    Ok(r)
+}
+
+struct WriterPlan {
+    pattern: CommitPattern,
+    deadline: Option<Instant>,
+    quota: Option<u64>,
+    record_bytes: RecordSize,
+    seed: u64,
+    /// This writer's index among its shard's writers (spreads open-loop send times).
+    slot: usize,
+    total_writers: usize,
+}
+
+async fn writer(
+    shard: Shard,
+    out: Rc<RefCell<ShardOutcome>>,
+    counter: Arc<AtomicU64>,
+    plan: WriterPlan,
+) -> shardwal::Result<()> {
+    use rand::SeedableRng;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(plan.seed);
+    let max = plan.record_bytes.max();
+    let payload: Vec<u8> = (0..max).map(|i| (i as u64 ^ plan.seed) as u8 | 1).collect();
+    let mut done = 0u64;
+    let finished = |done: u64, now: Instant| {
+        plan.quota.is_some_and(|q| done >= q) || plan.deadline.is_some_and(|d| now >= d)
+    };
+    let start = Instant::now();
+    let interval = match plan.pattern {
+        CommitPattern::Rate(r) => Duration::from_secs_f64(plan.total_writers as f64 / r),
+        _ => Duration::ZERO,
+    };
+    let mut due = start + interval.mul_f64(plan.slot as f64 / plan.total_writers.max(1) as f64);
+    let mut pending = 0u64;
+    let mut pending_bytes = 0u64;
+    let mut batch_start = Instant::now();
+    loop {
+        let now = Instant::now();
+        if finished(done, now) {
+            break;
+        }
+        let len = plan.record_bytes.sample(&mut rng);
+        match plan.pattern {
+            CommitPattern::Every => {
+                shard.append_durable(&payload[..len]).await?;
+                let mut o = out.borrow_mut();
+                o.samples_ns.push(now.elapsed().as_nanos() as u64);
+                o.ops += 1;
+                o.bytes += len as u64;
+                done += 1;
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+            CommitPattern::Rate(_) => {
+                if now < due {
+                    glommio::timer::sleep(due - now).await;
+                }
+                shard.append_durable(&payload[..len]).await?;
+                let mut o = out.borrow_mut();
+                o.samples_ns.push(due.elapsed().as_nanos() as u64);
+                o.ops += 1;
+                o.bytes += len as u64;
+                done += 1;
+                counter.fetch_add(1, Ordering::Relaxed);
+                due += interval;
+            }
+            CommitPattern::SyncEvery(n) => {
+                if pending == 0 {
+                    batch_start = now;
+                }
+                shard.append(&payload[..len]).await?;
+                pending += 1;
+                pending_bytes += len as u64;
+                if pending == n {
+                    shard.sync().await?;
+                    let mut o = out.borrow_mut();
+                    o.samples_ns.push(batch_start.elapsed().as_nanos() as u64);
+                    o.ops += pending;
+                    o.bytes += pending_bytes;
+                    done += pending;
+                    counter.fetch_add(pending, Ordering::Relaxed);
+                    pending = 0;
+                    pending_bytes = 0;
+                }
+            }
+        }
+    }
+    Ok(())
+}

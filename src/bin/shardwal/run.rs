@@ -1,0 +1,271 @@
+//! What every measured run produces, whoever ran it (shardwal, the device loops, a peer),
+//! and the helpers that measure it: a [`Meter`] that counts completed operations from any
+//! thread, shows a live progress line and records throughput over time.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// How often the meter samples throughput (the timeline's resolution).
+pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One measured run.
+pub struct RunResult {
+    /// What ran, e.g. "shardwal 2x16 append_durable" or "okaywal 16 threads".
+    pub label: String,
+    /// Records made durable inside the measured window.
+    pub ops: u64,
+    /// Payload bytes of those records.
+    pub bytes: u64,
+    /// fdatasync calls (or syncs of the peer's own kind) during the window; 0 when unknown.
+    pub fdatasyncs: u64,
+    /// Batches written (flushes); 0 when unknown.
+    pub flushes: u64,
+    /// Appends that waited for a free flush buffer or a prepared segment.
+    pub ring_full_waits: u64,
+    /// Segment rotations.
+    pub rotations: u64,
+    /// Length of the measured window.
+    pub seconds: f64,
+    /// Commit latency of every durable record (or sync call), in nanoseconds.
+    pub latency_ns: Histogram<u64>,
+    /// Process CPU time (user + system) during the run.
+    pub cpu_seconds: f64,
+    /// Whether shardwal's buffers were io_uring-registered (None for others).
+    pub registered: Option<bool>,
+    /// `(seconds since start, operations completed in that sample interval)`.
+    pub timeline: Vec<(f64, u64)>,
+}
+
+impl RunResult {
+    /// An empty result for `label`, to fill in.
+    pub fn new(label: impl Into<String>, seconds: f64) -> RunResult {
+        RunResult {
+            label: label.into(),
+            ops: 0,
+            bytes: 0,
+            fdatasyncs: 0,
+            flushes: 0,
+            ring_full_waits: 0,
+            rotations: 0,
+            seconds,
+            latency_ns: new_histogram(),
+            cpu_seconds: 0.0,
+            registered: None,
+            timeline: Vec::new(),
+        }
+    }
+
+    /// Records per second over the window.
+    pub fn rate(&self) -> f64 {
+        self.ops as f64 / self.seconds
+    }
+}
+
+/// A latency histogram in nanoseconds, 1 ns to 120 s, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 120_000_000_000, 3).expect("histogram bounds")
+}
+
+fn rusage() -> libc::rusage {
+    // SAFETY: getrusage only writes into the zero-initialised struct we pass it, and
+    // RUSAGE_SELF is always a valid target.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    }
+}
+
+/// User + system CPU time of the whole process, in seconds.
+pub fn cpu_seconds() -> f64 {
+    let usage = rusage();
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Peak resident set size of the process, in MiB.
+pub fn peak_rss_mib() -> f64 {
+    rusage().ru_maxrss as f64 / 1024.0
+}
+
+/// The 1, 5 and 15 minute load averages, as the kernel prints them.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The median of `v` (NaN when empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Counts completed operations (from any thread, one relaxed atomic add each), draws a live
+/// progress line on stderr while the run lasts (hidden when stderr is not a terminal), and
+/// samples throughput every [`SAMPLE_INTERVAL`].
+pub struct Meter {
+    ops: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    sampler: Option<std::thread::JoinHandle<Vec<(f64, u64)>>>,
+}
+
+impl Meter {
+    /// Starts metering a run called `label` that should last about `seconds`.
+    pub fn start(label: &str, seconds: f64) -> Meter {
+        Meter::start_with(label, seconds, Arc::new(AtomicU64::new(0)))
+    }
+
+    /// Like [`Meter::start`], counting with a counter the workers already hold (so they can
+    /// be set up before the measured window starts).
+    pub fn start_with(label: &str, seconds: f64, ops: Arc<AtomicU64>) -> Meter {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (o, s) = (ops.clone(), stop.clone());
+        let bar = indicatif::ProgressBar::new((seconds * 1000.0) as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{prefix:>34} [{bar:20}] {msg}")
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(label.to_string());
+        let sampler = std::thread::spawn(move || {
+            let start = Instant::now();
+            let mut timeline = Vec::new();
+            let mut last = 0;
+            while !s.load(Ordering::Relaxed) {
+                std::thread::sleep(SAMPLE_INTERVAL);
+                let now = o.load(Ordering::Relaxed);
+                let t = start.elapsed().as_secs_f64();
+                timeline.push((t, now - last));
+                last = now;
+                bar.set_position((t * 1000.0) as u64);
+                bar.set_message(format!(
+                    "{:>10.0} ops/s so far, {:.1} s",
+                    now as f64 / t.max(1e-9),
+                    t
+                ));
+            }
+            bar.finish_and_clear();
+            timeline
+        });
+        Meter {
+            ops,
+            stop,
+            sampler: Some(sampler),
+        }
+    }
+
+    /// The counter to add completed operations to.
+    pub fn counter(&self) -> Arc<AtomicU64> {
+        self.ops.clone()
+    }
+
+    /// Stops the meter and returns the throughput timeline.
+    pub fn finish(mut self) -> Vec<(f64, u64)> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.sampler
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Meter {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A run's headline figures, for `--json`.
+#[derive(Serialize)]
+pub struct RunSummary {
+    pub label: String,
+    pub rounds: usize,
+    pub appends_per_sec: f64,
+    pub mb_per_sec: f64,
+    pub fdatasyncs_per_sec: f64,
+    pub records_per_flush: f64,
+    pub records_per_fdatasync: f64,
+    pub latency_us: LatencySummary,
+    pub cpu_us_per_record: f64,
+    pub ratio_to_device_loop: Option<f64>,
+}
+
+/// Commit latency percentiles in microseconds.
+#[derive(Serialize)]
+pub struct LatencySummary {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p99_9: f64,
+    pub max: f64,
+}
+
+/// Payload size of each record: fixed, or drawn uniformly from an inclusive range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RecordSize {
+    /// Every record has this many bytes.
+    Fixed(usize),
+    /// Each record has between `.0` and `.1` bytes (inclusive), uniformly.
+    Range(usize, usize),
+}
+
+impl RecordSize {
+    /// Parses `256` or `100..4096`.
+    pub fn parse(s: &str) -> Result<RecordSize, String> {
+        let num = |t: &str| {
+            t.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("bad record size {t:?}"))
+        };
+        let size = match s.split_once("..") {
+            Some((a, b)) => RecordSize::Range(num(a)?, num(b.trim_start_matches('='))?),
+            None => RecordSize::Fixed(num(s)?),
+        };
+        match size {
+            RecordSize::Fixed(0) => Err("record size must be at least 1 byte".into()),
+            RecordSize::Range(a, b) if a == 0 || a > b => {
+                Err(format!("bad record size range {s:?}: need 1 <= min <= max"))
+            }
+            ok => Ok(ok),
+        }
+    }
+
+    /// The largest size this can produce.
+    pub fn max(&self) -> usize {
+        match *self {
+            RecordSize::Fixed(n) => n,
+            RecordSize::Range(_, b) => b,
+        }
+    }
+
+    /// A size for the next record.
+    pub fn sample(&self, rng: &mut impl rand::Rng) -> usize {
+        match *self {
+            RecordSize::Fixed(n) => n,
+            RecordSize::Range(a, b) => rng.random_range(a..=b),
+        }
+    }
+}
+
+impl std::fmt::Display for RecordSize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RecordSize::Fixed(n) => write!(f, "{n}"),
+            RecordSize::Range(a, b) => write!(f, "{a}..{b}"),
+        }
+    }
+}
