@@ -226,7 +226,7 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
 
 fn one_line(r: &RunResult) -> String {
     format!(
-        "{:<38} {:>12.0} ops/s {:>9.1} MB/s  p50 {:>8.1} us  p99 {:>8.1} us  ring-full waits {} rotations {}",
+        "{:<46} {:>12.0} ops/s {:>9.1} MB/s  p50 {:>8.1} us  p99 {:>8.1} us  ring-full waits {} rotations {}",
         r.label,
         r.rate(),
         r.bytes as f64 / r.seconds / 1e6,
@@ -287,8 +287,8 @@ fn summarize(label: &str, runs: &[&RunResult], device: f64) -> RunSummary {
         appends_per_sec: rate,
         mb_per_sec: m(&|r| r.bytes as f64 / r.seconds / 1e6),
         fdatasyncs_per_sec: m(&|r| r.fdatasyncs as f64 / r.seconds),
-        records_per_flush: m(&|r| r.ops as f64 / r.flushes.max(1) as f64),
-        records_per_fdatasync: m(&|r| r.ops as f64 / r.fdatasyncs.max(1) as f64),
+        records_per_flush: m(&|r| r.ops as f64 / r.flushes as f64),
+        records_per_fdatasync: m(&|r| r.ops as f64 / r.fdatasyncs as f64),
         latency_us: LatencySummary {
             p50: q(0.5),
             p90: q(0.9),
@@ -356,7 +356,7 @@ fn report(args: &BenchArgs, results: &[RunResult], load_start: &str) -> AnyResul
     }
     println!();
     println!(
-        "{:<38} {:>11} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8}",
+        "{:<46} {:>11} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8}",
         "run (medians over rounds)",
         "ops/s",
         "MB/s",
@@ -374,6 +374,14 @@ fn report(args: &BenchArgs, results: &[RunResult], load_start: &str) -> AnyResul
     );
     for s in &summaries {
         let ratio = |v: Option<f64>| v.map_or("-".to_string(), |r| format!("{r:.2}"));
+        // Counts a run could not observe (peers report no flushes or fdatasyncs) show "-".
+        let known = |v: f64, decimals: usize| {
+            if v.is_finite() && s.fdatasyncs_per_sec > 0.0 {
+                format!("{v:.decimals$}")
+            } else {
+                "-".to_string()
+            }
+        };
         // Runs that measure no commit latency (the bandwidth test) show "-".
         let us = |v: f64| {
             if s.latency_us.max > 0.0 {
@@ -385,13 +393,13 @@ fn report(args: &BenchArgs, results: &[RunResult], load_start: &str) -> AnyResul
         let bw = (bandwidth_mb > 0.0 && s.label != baseline::SYNC_LOOP)
             .then(|| s.mb_per_sec / bandwidth_mb);
         println!(
-            "{:<38} {:>11.0} {:>8.1} {:>9.0} {:>9.1} {:>9.1} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8.2} {:>8} {:>8}",
+            "{:<46} {:>11.0} {:>8.1} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8.2} {:>8} {:>8}",
             s.label,
             s.appends_per_sec,
             s.mb_per_sec,
-            s.fdatasyncs_per_sec,
-            s.records_per_flush,
-            s.records_per_fdatasync,
+            known(s.fdatasyncs_per_sec, 0),
+            known(s.records_per_flush, 1),
+            known(s.records_per_fdatasync, 1),
             us(s.latency_us.p50),
             us(s.latency_us.p90),
             us(s.latency_us.p99),
