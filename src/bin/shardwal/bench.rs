@@ -560,6 +560,23 @@ struct WriterPlan {
     total_writers: usize,
 }
 
+/// Books `records` records of `bytes` payload bytes that became durable, with one latency
+/// sample measured from `since`; returns `records`.
+fn durable(
+    out: &RefCell<ShardOutcome>,
+    counter: &AtomicU64,
+    since: Instant,
+    records: u64,
+    bytes: u64,
+) -> u64 {
+    let mut o = out.borrow_mut();
+    o.samples_ns.push(since.elapsed().as_nanos() as u64);
+    o.ops += records;
+    o.bytes += bytes;
+    counter.fetch_add(records, Ordering::Relaxed);
+    records
+}
+
 async fn writer(
     shard: Shard,
     out: Rc<RefCell<ShardOutcome>>,
@@ -592,24 +609,14 @@ async fn writer(
         match plan.pattern {
             CommitPattern::Every => {
                 shard.append_durable(&payload[..len]).await?;
-                let mut o = out.borrow_mut();
-                o.samples_ns.push(now.elapsed().as_nanos() as u64);
-                o.ops += 1;
-                o.bytes += len as u64;
-                done += 1;
-                counter.fetch_add(1, Ordering::Relaxed);
+                done += durable(&out, &counter, now, 1, len as u64);
             }
             CommitPattern::Rate(_) => {
                 if now < due {
                     glommio::timer::sleep(due - now).await;
                 }
                 shard.append_durable(&payload[..len]).await?;
-                let mut o = out.borrow_mut();
-                o.samples_ns.push(due.elapsed().as_nanos() as u64);
-                o.ops += 1;
-                o.bytes += len as u64;
-                done += 1;
-                counter.fetch_add(1, Ordering::Relaxed);
+                done += durable(&out, &counter, due, 1, len as u64);
                 due += interval;
             }
             CommitPattern::SyncEvery(n) => {
@@ -621,12 +628,7 @@ async fn writer(
                 pending_bytes += len as u64;
                 if pending == n {
                     shard.sync().await?;
-                    let mut o = out.borrow_mut();
-                    o.samples_ns.push(batch_start.elapsed().as_nanos() as u64);
-                    o.ops += pending;
-                    o.bytes += pending_bytes;
-                    done += pending;
-                    counter.fetch_add(pending, Ordering::Relaxed);
+                    done += durable(&out, &counter, batch_start, pending, pending_bytes);
                     pending = 0;
                     pending_bytes = 0;
                 }
