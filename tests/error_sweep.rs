@@ -215,3 +215,50 @@ fn every_fault_at_every_operation_index() {
         "most planned faults must actually hit: {hits}/{runs}"
     );
 }
+
+/// Reopening resumes in the last segment through `Storage::open`, the one operation the sweep
+/// above never reaches (its log is new). A fault there must fail the open with an error,
+/// and a later healthy open must find every record.
+#[test]
+fn a_fault_when_reopening_a_segment_fails_the_open_and_loses_nothing() {
+    for kind in FaultKind::ALL {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = small(d.path(), 1).build().unwrap();
+        let written = run(&cfg, || async {
+            let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+            for i in 0..20 {
+                s.append(&payload(0, i)).await.unwrap();
+            }
+            s.close().await.unwrap()
+        });
+        assert_eq!(written, Lsn(20));
+        let plan = FaultPlan::new(vec![Fault {
+            op: FaultOp::Open,
+            nth: 0,
+            forever: false,
+            kind,
+        }]);
+        let probe = plan.probe();
+        run(&cfg, || async {
+            let sim = SimStorage::new(1, plan.clone());
+            match Shard::open_with_storage(&cfg, ShardId(0), Rc::new(sim)).await {
+                Err(Error::Io { op, .. }) => assert_eq!(op, "opening segment"),
+                Err(e) => panic!("{kind:?}: unexpected error {e}"),
+                Ok(_) => panic!("{kind:?}: the open succeeded despite the fault"),
+            }
+        });
+        assert_eq!(
+            probe.calls(FaultOp::Open),
+            1,
+            "{kind:?}: the resume path was taken"
+        );
+        let n = LogReader::open_all(d.path(), ShardId(0)).unwrap().count();
+        assert_eq!(n, 20, "{kind:?}: records lost after a failed open");
+        // And a healthy reopen resumes and appends.
+        run(&cfg, || async {
+            let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+            assert_eq!(s.append_durable(b"after").await.unwrap(), Lsn(21));
+            s.close().await.unwrap();
+        });
+    }
+}
