@@ -12,8 +12,8 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::lsn::{Lsn, ShardId};
-use crate::record::{decode, segment_seed, Frame, FRAME_HEADER_BYTES};
-use crate::recovery::{scan_shard, short_padding, ChainSegment};
+use crate::record::segment_seed;
+use crate::recovery::{scan_shard, step, ChainSegment, Step};
 use crate::segment::{shard_dir, SegmentHeader, BLOCK_BYTES};
 
 /// One record read back from the log.
@@ -154,37 +154,19 @@ impl Iterator for LogReader {
                     return self.corruption(detail);
                 }
             }
-            if short_padding(&self.bytes, self.pos) {
-                self.pos = self.pos.next_multiple_of(BLOCK_BYTES);
-                continue;
-            }
-            let at_end = self.pos + FRAME_HEADER_BYTES > self.bytes.len();
-            let frame = if at_end {
-                Frame::Zero
-            } else {
-                decode(&self.bytes[self.pos..], self.seed)
-            };
-            match frame {
-                Frame::Marker { .. } => self.pos += FRAME_HEADER_BYTES,
-                Frame::Zero if !at_end && !self.pos.is_multiple_of(BLOCK_BYTES) => {
-                    self.pos = self.pos.next_multiple_of(BLOCK_BYTES);
-                }
-                Frame::Record {
-                    lsn,
-                    payload,
-                    frame_bytes,
-                } if lsn == self.expected => {
-                    let start = self.pos;
-                    self.pos += frame_bytes;
+            match step(&self.bytes, self.pos, self.seed, self.expected) {
+                Step::Skip { next, .. } => self.pos = next,
+                Step::Record { lsn, payload, next } => {
+                    self.pos = next;
                     self.expected = lsn.next();
                     if lsn >= self.from {
-                        let payload = self.bytes.slice(start + payload.start..start + payload.end);
+                        let payload = self.bytes.slice(payload);
                         return Some(Ok(Record { lsn, payload }));
                     }
                 }
                 // The segment ends here (cleanly, or in an abandoned tail): the next one
                 // must continue at `expected`.
-                other => {
+                end => {
                     let continues = self
                         .chain
                         .get(self.seg_idx + 1)
@@ -193,10 +175,9 @@ impl Iterator for LogReader {
                         self.next_segment();
                         continue;
                     }
-                    let what = match other {
-                        Frame::Invalid(r) => r.to_string(),
-                        Frame::Record { lsn, .. } => format!("found lsn {lsn} out of sequence"),
-                        _ => "the log ends early".to_string(),
+                    let what = match end {
+                        Step::Damaged(reason) => reason,
+                        _ => "the log ends early",
                     };
                     return self.corruption(format!(
                         "record {} should exist (bound {}), but {what}",

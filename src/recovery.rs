@@ -168,6 +168,66 @@ pub(crate) fn short_padding(bytes: &[u8], pos: usize) -> bool {
         && bytes[pos..boundary].iter().all(|&b| b == 0)
 }
 
+/// One step of the walk over a segment's frames, from a frame position.
+pub(crate) enum Step {
+    /// The record that was expected; the next frame starts at `next`.
+    Record {
+        lsn: Lsn,
+        payload: std::ops::Range<usize>,
+        next: usize,
+    },
+    /// A marker at a block boundary (`vouched` is the durable LSN it records) or padding;
+    /// go on at `next`.
+    Skip { next: usize, vouched: Option<Lsn> },
+    /// No frame fits before the end of the segment.
+    Full,
+    /// A zero header at a block boundary: no write started here.
+    ZeroBlock,
+    /// Not the frame that belongs here.
+    Damaged(&'static str),
+}
+
+/// Decodes the frame at `pos` of segment `bytes` (checksums seeded with `seed`), where the
+/// record with LSN `expected` should come next. The one definition of the frame walk:
+/// recovery ([`scan_frames`]) and replay ([`crate::LogReader`]) both step with it.
+pub(crate) fn step(bytes: &[u8], pos: usize, seed: u64, expected: Lsn) -> Step {
+    let boundary = pos.next_multiple_of(BLOCK_BYTES);
+    if short_padding(bytes, pos) {
+        return Step::Skip {
+            next: boundary,
+            vouched: None,
+        };
+    }
+    if pos + FRAME_HEADER_BYTES > bytes.len() {
+        return Step::Full;
+    }
+    match decode(&bytes[pos..], seed) {
+        Frame::Marker { .. } if pos != boundary => Step::Damaged("marker inside a write"),
+        Frame::Marker { durable_lsn } => Step::Skip {
+            next: pos + FRAME_HEADER_BYTES,
+            vouched: Some(durable_lsn),
+        },
+        Frame::Record { lsn, .. } if lsn != expected => {
+            Step::Damaged("record out of sequence (stale or misplaced)")
+        }
+        Frame::Record {
+            lsn,
+            payload,
+            frame_bytes,
+        } => Step::Record {
+            lsn,
+            payload: pos + payload.start..pos + payload.end,
+            next: pos + frame_bytes,
+        },
+        Frame::Zero if pos != boundary => Step::Skip {
+            next: boundary,
+            vouched: None,
+        },
+        Frame::Zero => Step::ZeroBlock,
+        Frame::Invalid(reason) => Step::Damaged(reason),
+    }
+}
+
 /// Walks the frames of one segment (`bytes` is the whole file) from its first block,
 /// calling `visit` for each record in order. Returns how it ended, the next expected LSN and
 /// the highest LSN vouched for by a marker in the contiguous part.
@@ -181,70 +241,34 @@ pub(crate) fn scan_frames(
     let mut vouched = Lsn::ZERO;
     let mut pos = BLOCK_BYTES;
     loop {
-        if short_padding(bytes, pos) {
-            pos = pos.next_multiple_of(BLOCK_BYTES);
-            continue;
-        }
-        if pos + FRAME_HEADER_BYTES > bytes.len() {
-            return (SegmentEnd::Full, expected, vouched);
-        }
-        match decode(&bytes[pos..], seed) {
-            Frame::Marker { durable_lsn } => {
-                if !pos.is_multiple_of(BLOCK_BYTES) {
-                    let end = SegmentEnd::Damaged {
-                        offset: pos as u64,
-                        reason: "marker inside a write",
-                    };
-                    return (end, expected, vouched);
+        let end = match step(bytes, pos, seed, expected) {
+            Step::Record { lsn, payload, next } => {
+                expected = lsn.next();
+                if !visit(lsn, payload) {
+                    return (SegmentEnd::Full, expected, vouched);
                 }
-                vouched = vouched.max(durable_lsn);
-                pos += FRAME_HEADER_BYTES;
+                pos = next;
+                continue;
             }
-            Frame::Record {
-                lsn,
-                payload,
-                frame_bytes,
-            } => {
-                if lsn != expected {
-                    let end = SegmentEnd::Damaged {
-                        offset: pos as u64,
-                        reason: "record out of sequence (stale or misplaced)",
-                    };
-                    return (end, expected, vouched);
-                }
-                if !visit(lsn, pos + payload.start..pos + payload.end) {
-                    return (SegmentEnd::Full, expected.next(), vouched);
-                }
-                expected = expected.next();
-                pos += frame_bytes;
+            Step::Skip { next, vouched: v } => {
+                vouched = vouched.max(v.unwrap_or(Lsn::ZERO));
+                pos = next;
+                continue;
             }
-            Frame::Zero if !pos.is_multiple_of(BLOCK_BYTES) => {
-                pos = pos.next_multiple_of(BLOCK_BYTES);
-            }
-            Frame::Zero => {
-                let end = if bytes[pos..].iter().all(|&b| b == 0) {
-                    SegmentEnd::Clean {
-                        write_pos: pos as u64,
-                    }
-                } else {
-                    SegmentEnd::Damaged {
-                        offset: pos as u64,
-                        reason: "data after a hole (writes landed out of order)",
-                    }
-                };
-                return (end, expected, vouched);
-            }
-            Frame::Invalid(reason) => {
-                return (
-                    SegmentEnd::Damaged {
-                        offset: pos as u64,
-                        reason,
-                    },
-                    expected,
-                    vouched,
-                )
-            }
-        }
+            Step::Full => SegmentEnd::Full,
+            Step::ZeroBlock if bytes[pos..].iter().all(|&b| b == 0) => SegmentEnd::Clean {
+                write_pos: pos as u64,
+            },
+            Step::ZeroBlock => SegmentEnd::Damaged {
+                offset: pos as u64,
+                reason: "data after a hole (writes landed out of order)",
+            },
+            Step::Damaged(reason) => SegmentEnd::Damaged {
+                offset: pos as u64,
+                reason,
+            },
+        };
+        return (end, expected, vouched);
     }
 }
 
