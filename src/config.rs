@@ -10,6 +10,7 @@
 //! | `flush_buffer_count` | 4 | 2 ..= 64 |
 //! | `max_record_bytes` | 512 KiB | 1 ..= `flush_buffer_bytes - 4160` |
 //! | `durability` | [`Durability::Fdatasync`] | |
+//! | `publish_positions` | `true` | `false` only to measure what publishing costs |
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +53,7 @@ pub struct WalConfig {
     pub(crate) flush_buffer_count: usize,
     pub(crate) max_record_bytes: usize,
     pub(crate) durability: Durability,
+    pub(crate) publish_positions: bool,
 }
 
 /// Bytes of a flush buffer that can never hold payload: a segment header block that the
@@ -73,6 +75,7 @@ impl WalConfig {
             flush_buffer_count: 4,
             max_record_bytes: 512 << 10,
             durability: Durability::default(),
+            publish_positions: true,
         }
     }
 
@@ -108,6 +111,11 @@ impl WalConfig {
     pub fn durability(&self) -> Durability {
         self.durability
     }
+    /// Whether shards publish their durable LSN to the shared header after every group
+    /// commit (see [`crate::shm`]).
+    pub fn publish_positions(&self) -> bool {
+        self.publish_positions
+    }
 
     /// Bytes of DMA memory one shard allocates at open: every flush buffer plus its ladder of
     /// power-of-two write pieces (4 KiB ..= half the buffer), plus one zero block buffer used
@@ -138,6 +146,7 @@ pub struct WalConfigBuilder {
     flush_buffer_count: usize,
     max_record_bytes: usize,
     durability: Durability,
+    publish_positions: bool,
 }
 
 impl WalConfigBuilder {
@@ -174,6 +183,15 @@ impl WalConfigBuilder {
     /// Durability mode. Default [`Durability::Fdatasync`].
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
+        self
+    }
+
+    /// Whether shards publish their position to the shared header after every group
+    /// commit. Default `true`. With `false`, cuts read from the header ([`crate::HeaderView`])
+    /// only move when a shard opens or truncates; the writer lease, pins and reconcile work
+    /// as always. Meant for measuring the cost of publishing, nothing else.
+    pub fn publish_positions(mut self, publish_positions: bool) -> Self {
+        self.publish_positions = publish_positions;
         self
     }
 
@@ -229,6 +247,7 @@ impl WalConfigBuilder {
             flush_buffer_count: self.flush_buffer_count,
             max_record_bytes: self.max_record_bytes,
             durability: self.durability,
+            publish_positions: self.publish_positions,
         })
     }
 }

@@ -144,6 +144,38 @@ pub enum Error {
         detail: String,
     },
 
+    /// Another process owns the log directory for writing (it holds the writer lease, an
+    /// OFD lock on the shared header file), or this process already has the shard open.
+    /// The lease is released the moment the owner exits, also when it is killed, so a
+    /// retry after the owner is gone succeeds at once.
+    #[error("log directory {} is locked for writing: {owner}", path.display())]
+    LogLocked {
+        /// The directory.
+        path: PathBuf,
+        /// Who holds it, for example `"owned by pid 4242 (running since 2026-11-21 06:00:00 UTC)"`.
+        owner: String,
+    },
+
+    /// The shared header file (`wal.shm`) cannot be used by a reader: it is missing, being
+    /// rebuilt, of another layout version or byte order, damaged, or left from a previous
+    /// boot. A writer rebuilds such a header when it opens the log; a reader reports it.
+    #[error("shared header {}: {detail}", path.display())]
+    BadHeader {
+        /// The header file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+
+    /// Every reader pin slot of the shared header is held by a live reader.
+    #[error("shared header {}: all {slots} reader pin slots are held by live readers", path.display())]
+    TooManyReaders {
+        /// The header file.
+        path: PathBuf,
+        /// The number of pin slots.
+        slots: usize,
+    },
+
     /// glommio could not start an executor or run a task (kernel too old, io_uring blocked
     /// by seccomp, memlock limit below 512 KiB, CPU out of range, ...).
     #[error("executor: {0}")]

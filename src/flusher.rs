@@ -303,6 +303,8 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
 fn advance(st: &mut State, durable: Lsn) {
     if durable > st.durable_lsn {
         st.durable_lsn = durable;
+        let first = st.chain[0].base_lsn;
+        st.header.publish(durable, first, st.active.generation);
         st.woke_waiters |= st.waiters.advance(durable) > 0;
     }
 }

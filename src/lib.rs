@@ -68,6 +68,7 @@ pub mod ring;
 pub mod runtime;
 pub mod segment;
 pub mod shard;
+pub mod shm;
 pub mod storage;
 
 pub use client::{shard_for_key, Client, ClientFuture, Wal};
@@ -78,3 +79,4 @@ pub use metrics::ShardMetrics;
 pub use reader::{LogReader, Record};
 pub use runtime::{spawn, WalHandle};
 pub use shard::{Commit, Shard};
+pub use shm::{HeaderView, Snapshot};

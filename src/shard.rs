@@ -32,6 +32,7 @@ use crate::record::{encode_record, frame_bytes, segment_seed, FRAME_HEADER_BYTES
 use crate::recovery::{scan_shard, ChainSegment};
 use crate::ring::{BatchTarget, PieceWrite, Ring};
 use crate::segment::{prepare_segment, shard_dir, PreparedSegment, SegmentHeader, BLOCK_BYTES};
+use crate::shm::owner::{HeaderOwner, ShardHeader};
 use crate::storage::{DmaStorage, Storage, StorageFile};
 use crate::Durability;
 
@@ -98,6 +99,8 @@ pub(crate) struct State {
     /// Latency of commits that had to wait, first poll to durable, in microseconds.
     pub commit_latency_us: hdrhistogram::Histogram<u64>,
     pub metrics: ShardMetrics,
+    /// This shard's block of the shared header (positions, truncation floor, state).
+    pub header: ShardHeader,
 }
 
 pub(crate) struct Core {
@@ -254,6 +257,7 @@ impl State {
     pub fn fail(&mut self, shard: ShardId, cause: String) {
         self.metrics.io_errors += 1;
         if self.failed.is_none() {
+            self.header.set_failed();
             tracing::error!(shard = %shard, %cause, "shard failed; it acknowledges nothing until reopened");
             self.failed = Some(cause.into());
         }
@@ -322,6 +326,9 @@ impl Shard {
                 .map_err(|e| Error::io("creating shard directory", &sdir, e))?;
             sync_std_dir(&dir)?;
         }
+        // The writer lease comes first: recovery may remove files, which only the owner may do.
+        let owner = HeaderOwner::acquire(&dir, config.shard_count)?;
+        let mut header = owner.attach(id, config.publish_positions)?;
         iopoll_probe(&dir).await?;
 
         let scan = scan_shard(&sdir, id)?;
@@ -389,6 +396,7 @@ impl Shard {
 
         let n = config.flush_buffer_count;
         let durable = Lsn(scan.next_lsn.0 - 1);
+        header.reconcile(durable, chain[0].base_lsn, active.generation);
         let st = State {
             ring: Ring::new(arena.slots),
             next_lsn: scan.next_lsn,
@@ -417,6 +425,7 @@ impl Shard {
             hold_timer: None,
             commit_latency_us: crate::metrics::new_latency_histogram(),
             metrics: ShardMetrics::default(),
+            header,
         };
         let core = Rc::new(Core {
             id,
@@ -590,7 +599,8 @@ impl Shard {
     }
 
     /// Removes whole segments whose records are all below `before`; returns how many. The
-    /// active segment is never removed, so some records below `before` may stay.
+    /// active segment is never removed, and neither is a segment a live reader's pin
+    /// ([`crate::HeaderView::snapshot`]) still needs, so some records below `before` may stay.
     ///
     /// Errors: [`Error::TruncateBeyondDurable`] when `before > durable_lsn + 1`;
     /// [`Error::ShardFailed`] / [`Error::Closed`]; a remove or directory-sync error fails
@@ -609,6 +619,8 @@ impl Shard {
                     durable_lsn: st.durable_lsn,
                 });
             }
+            // Live readers' pins hold back what they still need (see `shm`).
+            let before = st.header.retention_floor(before);
             let mut k = 0;
             while k + 1 < st.chain.len() && st.chain[k + 1].base_lsn <= before {
                 k += 1;
@@ -629,6 +641,12 @@ impl Shard {
             let err = Error::io("syncing shard directory", &core.shard_dir, e);
             core.st.borrow_mut().fail(core.id, err.to_string());
             return Err(err);
+        }
+        {
+            let mut st = core.st.borrow_mut();
+            let (durable, first, generation) =
+                (st.durable_lsn, st.chain[0].base_lsn, st.active.generation);
+            st.header.publish(durable, first, generation);
         }
         tracing::info!(shard = %core.id, removed = doomed.len(), before = %before, "truncated");
         Ok(doomed.len())

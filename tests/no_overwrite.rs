@@ -155,6 +155,8 @@ fn no_data_write_overlaps_an_earlier_one() {
             // Sessions 0 and 1 crash (no close); session 2 closes cleanly.
             if session == 2 {
                 s.close().await.unwrap();
+            } else {
+                shardwal::shm::simulate_process_death(cfg.dir());
             }
             assert!(s.metrics().rotations > 0 || session > 0);
             seq

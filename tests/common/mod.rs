@@ -193,6 +193,8 @@ pub fn assert_log_eq(got: &[(Lsn, Vec<u8>)], expected: &[Vec<u8>], what: &str) {
 }
 
 /// Every file under `dir` (recursively) with its bytes.
+/// Every file under `dir` with its bytes, except the shared header (`wal.shm`): that is
+/// derived state which every open rewrites (owner pid, lease count, positions).
 pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -202,7 +204,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
             let p = e.path();
             if e.file_type().unwrap().is_dir() {
                 stack.push(p);
-            } else {
+            } else if p.file_name() != Some(std::ffi::OsStr::new(shardwal::shm::HEADER_FILE_NAME)) {
                 out.insert(p.clone(), std::fs::read(&p).unwrap());
             }
         }
@@ -214,5 +216,6 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 /// does not ask the flusher to close (no final marker, nothing more is sealed), and the
 /// executor is expected to be dropped right after (which kills the detached flusher).
 pub fn crash(shard: Shard) {
+    shardwal::shm::simulate_process_death(shard.config().dir());
     std::mem::forget(shard);
 }
