@@ -212,7 +212,7 @@ mod loom_models {
     /// The same writer without its release fence is caught: the model must find a torn
     /// read, which shows the model can see the bug the fence prevents.
     #[test]
-    #[should_panic]
+    #[should_panic(expected = "torn read")]
     fn seqlock_without_the_writer_fence_tears() {
         loom::model(|| {
             let words = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
@@ -246,6 +246,32 @@ mod loom_models {
                 !(pinned && writer_deletes_below > 5),
                 "the reader holds lsn 5 but the writer deletes below {writer_deletes_below}"
             );
+        });
+    }
+
+    /// The same handshake with acquire-release fences instead of `SeqCst` ones is caught:
+    /// both sides can miss each other (store buffering), so the model must fail.
+    #[test]
+    #[should_panic(expected = "pinned && writer_deletes_below")]
+    fn pin_handshake_without_seqcst_fences_fails() {
+        loom::model(|| {
+            let words = Arc::new([AtomicU64::new(1), AtomicU64::new(0), AtomicU64::new(0)]);
+            let w = words.clone();
+            let writer = thread::spawn(move || {
+                w[0].store(10, Relaxed);
+                loom::sync::atomic::fence(Ordering::AcqRel);
+                if w[1].load(Relaxed) == 1 {
+                    w[2].load(Relaxed)
+                } else {
+                    u64::MAX
+                }
+            });
+            words[2].store(5, Relaxed);
+            words[1].store(1, Relaxed);
+            loom::sync::atomic::fence(Ordering::AcqRel);
+            let pinned = words[0].load(Relaxed) <= 5;
+            let writer_deletes_below = 10u64.min(writer.join().unwrap());
+            assert!(!(pinned && writer_deletes_below > 5));
         });
     }
 }
