@@ -173,7 +173,7 @@ mod tests {
     }
 }
 
-/// `loom` models: `cargo test --release --features loom --lib shm::protocol::loom_models`.
+/// `loom` models: `cargo test --features loom --lib shm::protocol::loom_models`.
 #[cfg(all(test, feature = "loom"))]
 mod loom_models {
     use super::*;
