@@ -1,6 +1,7 @@
 //! The `shardwal` command line: `bench` measures durable appends against the device's own
 //! limits (and, with the `peers` feature, other logs) in one run; `verify` reads every record
-//! of a closed log directory back and checks it.
+//! of a closed log directory back and checks it; `inspect` shows the shared header (owner,
+//! positions, cut, pins) and the segment files, also while a writer runs.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,6 +11,7 @@ use shardwal::{Lsn, ShardId};
 
 mod baseline;
 mod bench;
+mod inspect;
 #[cfg(feature = "peers")]
 mod peers;
 mod plot;
@@ -37,6 +39,15 @@ enum Command {
         /// The log directory.
         dir: PathBuf,
     },
+    /// Show a log directory's owner, shard positions, current cut, reader pins and segments
+    /// (read-only; works while a writer runs).
+    Inspect {
+        /// The log directory.
+        dir: PathBuf,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -51,6 +62,7 @@ fn main() -> ExitCode {
         None => bench::bench(&bench::BenchArgs::parse_from(["shardwal"])),
         Some(Command::Bench(args)) => bench::bench(&args),
         Some(Command::Verify { dir }) => verify(&dir),
+        Some(Command::Inspect { dir, json }) => inspect::run(&dir, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
