@@ -441,7 +441,8 @@ fn damaged_foreign_and_stale_headers_are_refused_by_readers_and_rebuilt_by_the_w
     let cfg = config(d.path(), 2);
     let cut = fill(&cfg, 20);
 
-    let cases: [(&str, Box<dyn Fn(&Path)>, &str); 5] = [
+    type Damage = Box<dyn Fn(&Path)>;
+    let cases: [(&str, Damage, &str); 5] = [
         (
             "garbage",
             Box::new(|dir: &Path| std::fs::write(header_path(dir), vec![0x5a; 20000]).unwrap()),
