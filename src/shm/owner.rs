@@ -82,6 +82,7 @@ impl HeaderOwner {
                 owner: describe_owner(&file),
             });
         }
+        let fresh = file.metadata().is_ok_and(|m| m.len() == 0);
         let geometry = Geometry::new(shard_count as usize);
         let boot = boot_id()
             .map_err(|e| Error::io("reading the boot id", "/proc/sys/kernel/random/boot_id", e))?;
@@ -99,7 +100,11 @@ impl HeaderOwner {
         }
         .map_err(|e| Error::io("mapping the shared header", &path, e))?;
         if let Some(why) = &problem {
-            tracing::warn!(path = %path.display(), reason = %why, "rebuilt the shared header");
+            if fresh {
+                tracing::debug!(path = %path.display(), "created the shared header");
+            } else {
+                tracing::warn!(path = %path.display(), reason = %why, "rebuilt the shared header");
+            }
         }
         let pid = std::process::id();
         map.word(W_OWNER_PID).store(pid as u64, Relaxed);

@@ -116,6 +116,21 @@ pub struct BenchArgs {
     /// Let shard executors float instead of pinning shard i to CPU i.
     #[arg(long)]
     pub unbound: bool,
+    /// Shared-header publishing after every group commit: on, off, or on,off to run each
+    /// configuration both ways, interleaved (measures what publishing costs).
+    #[arg(long, value_delimiter = ',', default_value = "on")]
+    pub publishing: Vec<Switch>,
+    /// During every shardwal run, a second process takes consistent cuts from the shared
+    /// header in a loop; the report shows cuts per second.
+    #[arg(long)]
+    pub cut_reader: bool,
+}
+
+/// An on/off option value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// Runs the benchmark described by `args` and prints its report.
@@ -191,10 +206,12 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
             done(baseline::bandwidth(&next_dir(), args.seconds)?);
         }
         for &w in &args.writers {
-            let dir = next_dir();
-            let r = wal_run(args, durability, w, &dir)?;
-            std::fs::remove_dir_all(&dir)?;
-            done(r);
+            for &publishing in &args.publishing {
+                let dir = next_dir();
+                let r = wal_run(args, durability, w, publishing == Switch::On, &dir)?;
+                std::fs::remove_dir_all(&dir)?;
+                done(r);
+            }
             #[cfg(feature = "peers")]
             if args.peers {
                 for peer in crate::peers::Peer::all() {
@@ -298,6 +315,10 @@ fn summarize(label: &str, runs: &[&RunResult], device: f64) -> RunSummary {
         },
         cpu_us_per_record: m(&|r| r.cpu_seconds * 1e6 / r.ops.max(1) as f64),
         ratio_to_device_loop: (device > 0.0).then(|| rate / device),
+        cut_reads_per_sec: runs
+            .iter()
+            .all(|r| r.cut_reads_per_sec.is_some())
+            .then(|| m(&|r| r.cut_reads_per_sec.unwrap_or(0.0))),
     }
 }
 
@@ -420,12 +441,38 @@ fn report(args: &BenchArgs, results: &[RunResult], load_start: &str) -> AnyResul
             }
         );
     }
+    for s in &summaries {
+        if let Some(c) = s.cut_reads_per_sec {
+            println!(
+                "{}: a second process took {c:.0} consistent cuts/s from the shared header",
+                s.label
+            );
+        }
+    }
+    publishing_cost(&summaries);
     println!(
         "peak RSS {:.1} MiB; load average at start {load_start}, at end {}",
         peak_rss_mib(),
         load_average()
     );
     Ok(())
+}
+
+/// With `--publishing on,off`: each configuration's throughput with publishing as a ratio
+/// of the same configuration without it (medians of the interleaved rounds).
+fn publishing_cost(summaries: &[RunSummary]) {
+    for on in summaries {
+        let off_label = format!("{} (no publish)", on.label);
+        if let Some(off) = summaries.iter().find(|s| s.label == off_label) {
+            println!(
+                "{}: publishing on/off throughput ratio {:.3} ({:.0} vs {:.0} appends/s)",
+                on.label,
+                on.appends_per_sec / off.appends_per_sec,
+                on.appends_per_sec,
+                off.appends_per_sec
+            );
+        }
+    }
 }
 
 /// What one shard's writers measured.
@@ -442,11 +489,13 @@ fn wal_run(
     args: &BenchArgs,
     durability: Durability,
     writers: usize,
+    publishing: bool,
     dir: &Path,
 ) -> AnyResult<RunResult> {
     let config = WalConfig::builder(dir)
         .shard_count(args.shards)
         .durability(durability)
+        .publish_positions(publishing)
         .placement(if args.unbound {
             CpuPlacement::Unbound
         } else {
@@ -466,10 +515,11 @@ fn wal_run(
     let seconds = args.seconds;
     let pattern = args.commit;
     let label = format!(
-        "shardwal {}x{} {}",
+        "shardwal {}x{} {}{}",
         args.shards,
         writers,
-        pattern.describe()
+        pattern.describe(),
+        if publishing { "" } else { " (no publish)" }
     );
     let counter = Arc::new(AtomicU64::new(0));
     // Every shard starts measuring at the same moment, after all of them opened.
@@ -523,6 +573,10 @@ fn wal_run(
             Ok::<_, shardwal::Error>(o)
         }
     })?;
+    let cut_reader = match args.cut_reader {
+        true => Some(crate::cut_reader::CutReader::start(dir, seconds)?),
+        false => None,
+    };
     barrier.wait();
     let meter = Meter::start_with(&label, args.records.map_or(seconds, |_| 10.0), counter);
     let (start, cpu0) = (Instant::now(), cpu_seconds());
@@ -531,6 +585,10 @@ fn wal_run(
     let mut r = RunResult::new(label, if quota.is_some() { elapsed } else { seconds });
     r.cpu_seconds = cpu_seconds() - cpu0;
     r.timeline = meter.finish();
+    if let Some(c) = cut_reader {
+        let c = c.finish()?;
+        r.cut_reads_per_sec = Some(c.cuts as f64 / c.seconds);
+    }
     r.latency_ns = new_histogram();
     for o in outcomes {
         let o = o?;

@@ -11,6 +11,7 @@ use shardwal::{Lsn, ShardId};
 
 mod baseline;
 mod bench;
+mod cut_reader;
 mod inspect;
 #[cfg(feature = "peers")]
 mod peers;
@@ -48,6 +49,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Take consistent cuts from a log's shared header for a while and report how many (the
+    /// second process of `bench --cut-reader`).
+    #[command(hide = true)]
+    CutReader {
+        /// The log directory.
+        dir: PathBuf,
+        /// How long to take cuts, in seconds.
+        #[arg(long, default_value_t = 1.0)]
+        seconds: f64,
+    },
 }
 
 fn main() -> ExitCode {
@@ -63,6 +74,7 @@ fn main() -> ExitCode {
         Some(Command::Bench(args)) => bench::bench(&args),
         Some(Command::Verify { dir }) => verify(&dir),
         Some(Command::Inspect { dir, json }) => inspect::run(&dir, json),
+        Some(Command::CutReader { dir, seconds }) => cut_reader::run(&dir, seconds),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

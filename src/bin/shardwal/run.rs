@@ -40,6 +40,9 @@ pub struct RunResult {
     pub registered: Option<bool>,
     /// `(seconds since start, operations completed in that sample interval)`.
     pub timeline: Vec<(f64, u64)>,
+    /// Consistent cuts per second a second process took from the shared header during the
+    /// run (`--cut-reader`).
+    pub cut_reads_per_sec: Option<f64>,
 }
 
 impl RunResult {
@@ -56,6 +59,7 @@ impl RunResult {
             seconds,
             latency_ns: new_histogram(),
             cpu_seconds: 0.0,
+            cut_reads_per_sec: None,
             registered: None,
             timeline: Vec::new(),
         }
@@ -202,6 +206,7 @@ pub struct RunSummary {
     pub latency_us: LatencySummary,
     pub cpu_us_per_record: f64,
     pub ratio_to_device_loop: Option<f64>,
+    pub cut_reads_per_sec: Option<f64>,
 }
 
 /// Commit latency percentiles in microseconds.
