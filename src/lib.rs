@@ -38,10 +38,16 @@
 //! * Reopening recovers every acknowledged record, cuts a torn tail, and reports damage to
 //!   acknowledged data as [`Error::Corruption`] (see [`recovery`]).
 //! * Readers never see a record that is not durable.
+//! * One process at a time writes a log directory (the writer lease, see [`shm`]); a second
+//!   one gets [`Error::LogLocked`] naming the owner's pid.
+//! * A [`Cut`] read from the shared header ([`HeaderView::cut`]), in any process, is never torn
+//!   and never ahead of what each shard made durable; a [`Snapshot`] keeps every segment it
+//!   needs until it is dropped or its process dies.
 //!
 //! ## Modules, in the direction data flows
 //! [`config`] -> [`shard`] (append) -> [`ring`] (flush buffers) -> [`storage`] (I/O) ->
-//! [`commit`] (durable watermark, waiters); [`recovery`] and [`reader`] only read.
+//! [`commit`] (durable watermark, waiters) -> [`shm`] (published positions, for readers in
+//! any process); [`recovery`] and [`reader`] only read.
 //!
 //! Linux only: glommio needs io_uring (kernel >= 5.8).
 //!
