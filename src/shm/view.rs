@@ -582,3 +582,10 @@ fn count_shard_dirs(dir: &Path) -> u32 {
         .take_while(|s| shard_dir(dir, ShardId(*s)).is_dir())
         .count() as u32
 }
+
+// Views and snapshots move between threads (a backup thread, a replica's reader task).
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<HeaderView>();
+    send_sync::<Snapshot>();
+};
