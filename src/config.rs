@@ -10,6 +10,7 @@
 //! | `flush_buffer_count` | 4 | 2 ..= 64 |
 //! | `max_record_bytes` | 512 KiB | 1 ..= `flush_buffer_bytes - 4160` |
 //! | `durability` | [`Durability::Fdatasync`] | |
+//! | `recycled_segment_count` | 2 | 0 ..= 64 (0: never recycle) |
 
 use std::path::{Path, PathBuf};
 
@@ -52,6 +53,7 @@ pub struct WalConfig {
     pub(crate) flush_buffer_count: usize,
     pub(crate) max_record_bytes: usize,
     pub(crate) durability: Durability,
+    pub(crate) recycled_segment_count: usize,
 }
 
 /// Bytes of a flush buffer that can never hold payload: a segment header block that the
@@ -73,6 +75,7 @@ impl WalConfig {
             flush_buffer_count: 4,
             max_record_bytes: 512 << 10,
             durability: Durability::default(),
+            recycled_segment_count: 2,
         }
     }
 
@@ -108,13 +111,18 @@ impl WalConfig {
     pub fn durability(&self) -> Durability {
         self.durability
     }
+    /// How many segment files each shard keeps as spares when truncation drops them, to
+    /// reuse for later segments instead of zero-filling new files (0: never recycle).
+    pub fn recycled_segment_count(&self) -> usize {
+        self.recycled_segment_count
+    }
 
     /// Bytes of DMA memory one shard allocates at open: every flush buffer plus its ladder of
     /// power-of-two write pieces (4 KiB ..= half the buffer), plus one zero block buffer used
-    /// to pre-write segments.
+    /// to pre-write segments and one zero block to clear a recycled segment's header.
     pub fn arena_bytes_per_shard(&self) -> usize {
         let ladder: usize = self.flush_buffer_bytes - BLOCK_BYTES; // 4K + 8K + ... + B/2
-        self.flush_buffer_count * (self.flush_buffer_bytes + ladder) + ZERO_FILL_BYTES
+        self.flush_buffer_count * (self.flush_buffer_bytes + ladder) + ZERO_FILL_BYTES + BLOCK_BYTES
     }
 
     /// The glommio `io_memory` the runtime gives each shard executor: the arena plus a
@@ -138,6 +146,7 @@ pub struct WalConfigBuilder {
     flush_buffer_count: usize,
     max_record_bytes: usize,
     durability: Durability,
+    recycled_segment_count: usize,
 }
 
 impl WalConfigBuilder {
@@ -174,6 +183,15 @@ impl WalConfigBuilder {
     /// Durability mode. Default [`Durability::Fdatasync`].
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
+        self
+    }
+    /// Segment files kept per shard as spares when [`crate::Shard::truncate_before`] drops
+    /// them (0 ..= 64; default 2; 0 disables recycling). A new segment then reuses a spare:
+    /// its first block is zeroed and it is renamed, instead of a new file being written full
+    /// of zeros (`segment_bytes` of extra writes). Each spare keeps `segment_bytes` of disk
+    /// space in use.
+    pub fn recycled_segment_count(mut self, count: usize) -> Self {
+        self.recycled_segment_count = count;
         self
     }
 
@@ -220,6 +238,12 @@ impl WalConfigBuilder {
                 self.max_record_bytes
             ));
         }
+        if self.recycled_segment_count > 64 {
+            return bad(format!(
+                "recycled_segment_count = {}: must be 0 ..= 64",
+                self.recycled_segment_count
+            ));
+        }
         Ok(WalConfig {
             dir: self.dir,
             shard_count,
@@ -229,6 +253,7 @@ impl WalConfigBuilder {
             flush_buffer_count: self.flush_buffer_count,
             max_record_bytes: self.max_record_bytes,
             durability: self.durability,
+            recycled_segment_count: self.recycled_segment_count,
         })
     }
 }
@@ -262,6 +287,7 @@ mod tests {
             (base().segment_bytes(1 << 20), "segment_bytes"),
             (base().max_record_bytes(0), "max_record_bytes"),
             (base().max_record_bytes(1 << 20), "max_record_bytes"),
+            (base().recycled_segment_count(65), "recycled_segment_count"),
         ];
         for (b, field) in cases {
             match b.build() {

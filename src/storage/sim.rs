@@ -131,11 +131,19 @@ impl SimState {
         }
     }
 
-    fn handle(&mut self, inode: usize, path: &Path) -> io::Result<&std::fs::File> {
+    /// An open handle of `inode`, opened under its current name (a file renamed since it
+    /// was opened keeps its inode, as a real file descriptor does).
+    fn handle(&mut self, inode: usize) -> io::Result<&std::fs::File> {
         use std::collections::hash_map::Entry;
         match self.handles.entry(inode) {
             Entry::Occupied(e) => Ok(e.into_mut()),
             Entry::Vacant(e) => {
+                let path = self
+                    .names
+                    .iter()
+                    .find(|(_, &i)| i == inode)
+                    .map(|(p, _)| p.clone())
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
                 let f = std::fs::OpenOptions::new()
                     .read(true)
                     .write(true)
@@ -257,11 +265,10 @@ impl SimStorage {
         Ok(report)
     }
 
-    fn file(&self, inode: usize, path: &Path) -> Rc<dyn StorageFile> {
+    fn file(&self, inode: usize) -> Rc<dyn StorageFile> {
         Rc::new(SimFile {
             sim: self.clone(),
             inode,
-            path: path.to_path_buf(),
         })
     }
 
@@ -293,7 +300,6 @@ impl Future for YieldNow {
 struct SimFile {
     sim: SimStorage,
     inode: usize,
-    path: PathBuf,
 }
 
 #[async_trait(?Send)]
@@ -332,8 +338,7 @@ impl StorageFile for SimFile {
             .in_flight
             .remove(&id)
             .expect("in-flight write");
-        st.handle(self.inode, &self.path)?
-            .write_all_at(&w.data, w.pos)?;
+        st.handle(self.inode)?.write_all_at(&w.data, w.pos)?;
         st.inodes[self.inode].completed.push(w);
         Ok(len)
     }
@@ -377,7 +382,7 @@ impl Storage for SimStorage {
         let inode = st.inodes.len();
         st.inodes.push(Inode::default());
         st.names.insert(path.to_path_buf(), inode);
-        Ok(self.file(inode, path))
+        Ok(self.file(inode))
     }
 
     async fn open(&self, path: &Path) -> io::Result<Rc<dyn StorageFile>> {
@@ -385,7 +390,7 @@ impl Storage for SimStorage {
         st.tick()?;
         self.plan.gate(FaultOp::Open)?;
         match st.known(path)? {
-            Some(inode) => Ok(self.file(inode, path)),
+            Some(inode) => Ok(self.file(inode)),
             None => Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{}: no such file", path.display()),
@@ -403,6 +408,23 @@ impl Storage for SimStorage {
         std::fs::remove_file(path)?;
         st.names.remove(path);
         st.handles.remove(&inode);
+        Ok(())
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.state.borrow_mut();
+        st.tick()?;
+        self.plan.gate(FaultOp::Rename)?;
+        let Some(inode) = st.known(from)? else {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        };
+        // A file `to` replaces must be known (adopted as durable) before it disappears,
+        // so a crash before the directory sync brings it back.
+        st.known(to)?;
+        std::fs::rename(from, to)?;
+        st.names.remove(from);
+        // The replaced inode keeps no name (open handles of it stay valid).
+        st.names.insert(to.to_path_buf(), inode);
         Ok(())
     }
 
