@@ -13,8 +13,10 @@
 //! * [`SimStorage::materialize_crash`] then rewrites the directory into one possible
 //!   post-crash state, chosen by the seed: every write that was not synced (completed or
 //!   in flight) is dropped, kept, or **torn** at 512-byte sector boundaries, in a random
-//!   order; files created since the last directory fsync vanish, files removed since it come
-//!   back with their durable contents.
+//!   order; in each directory, either every change since its last fsync (creates, removes,
+//!   renames) is undone — created files vanish, removed ones come back with their durable
+//!   contents, renamed ones get their old names back — or all of them reached the disk
+//!   anyway (as when another fsync commits the file system journal).
 //! * Faults from a [`FaultPlan`] (EIO, ENOSPC, short writes on any operation) apply too.
 //!
 //! Everything random comes from one seed, so a failing run replays exactly.
@@ -79,6 +81,9 @@ pub struct CrashReport {
     pub files_lost: u64,
     /// Files removed since their directory's last fsync that came back.
     pub files_restored: u64,
+    /// Directories whose changes since their last fsync (creates, removes, renames) all
+    /// reached the disk anyway, as a journal commit forced by another fsync does.
+    pub dirs_committed: u64,
 }
 
 struct SimState {
@@ -215,6 +220,32 @@ impl SimStorage {
         st.crashed = true;
         st.handles.clear();
         let mut report = CrashReport::default();
+        // Each directory with changes since its last fsync keeps either none or all of them
+        // (ext4 journals namespace changes in order, and any fdatasync may commit them).
+        let mut dirs: Vec<PathBuf> = st
+            .names
+            .iter()
+            .chain(st.durable_names.iter())
+            .filter_map(|(p, _)| p.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            let in_dir = |m: &BTreeMap<PathBuf, usize>| -> Vec<(PathBuf, usize)> {
+                m.iter()
+                    .filter(|(p, _)| p.parent() == Some(dir.as_path()))
+                    .map(|(p, i)| (p.clone(), *i))
+                    .collect()
+            };
+            let now = in_dir(&st.names);
+            if now == in_dir(&st.durable_names) || !st.rng.random_bool(0.5) {
+                continue;
+            }
+            st.durable_names
+                .retain(|p, _| p.parent() != Some(dir.as_path()));
+            st.durable_names.extend(now);
+            report.dirs_committed += 1;
+        }
         // Contents after the crash, per inode that a durable name still points to.
         let mut contents: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
         let durable: Vec<(PathBuf, usize)> = st
