@@ -454,9 +454,8 @@ impl Shard {
             tracing::warn!(shard = %id, path = %t.path.display(), offset = t.offset, lsn = %t.lsn, reason = t.reason,
                 "recovery cut a torn tail: nothing after it was acknowledged");
         }
+        // `scan.next_generation` is above every spare's generation too.
         let mut spares = keep_spares(config, &sdir, &*storage, &scan.remove).await?;
-        // A generation is never used twice: the next one is above every spare's too.
-        let spare_floor = spares.iter().map(|s| s.generation + 1).max().unwrap_or(0);
 
         let zero_bytes = ZERO_FILL_BYTES.min(1 << config.segment_bytes.trailing_zeros());
         let arena = Arena::allocate(
@@ -465,7 +464,7 @@ impl Shard {
             zero_bytes,
         );
         let mut chain = scan.chain;
-        let mut next_generation = scan.next_generation.max(spare_floor);
+        let mut next_generation = scan.next_generation;
         let active = match &scan.resume {
             Some(r) => ActiveSegment {
                 generation: r.generation,

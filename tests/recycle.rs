@@ -362,3 +362,34 @@ fn crash_run(crash_after: Option<u64>) -> (u64, bool) {
     assert_eq!(&last_after, appended.keys().last().unwrap());
     (ops, recycled.get())
 }
+
+/// A spare still holds frames of the generation it is named after, so no new segment may
+/// take that generation (its stale frames would verify), even when the spare's name is the
+/// newest in the directory.
+#[test]
+fn new_generations_are_above_every_spare() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), 2);
+    run(&cfg, || async {
+        let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+        write(&s, "a", 10).await;
+        s.close().await.unwrap();
+    });
+    let sdir = shard_dir(d.path(), ShardId(0));
+    let spare = shardwal::segment::spare_path(&sdir, 77);
+    std::fs::write(&spare, vec![0xAB; SEGMENT as usize]).unwrap();
+    let scan = shardwal::recovery::scan_shard(&sdir, ShardId(0)).unwrap();
+    assert_eq!(scan.next_generation, 78);
+    run(&cfg, || async {
+        let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+        write(&s, "b", 2 * SEGMENT / 3000).await;
+        s.close().await.unwrap();
+    });
+    let gens: Vec<u64> = list_segments(&sdir)
+        .unwrap()
+        .into_iter()
+        .map(|(g, _)| g)
+        .collect();
+    assert!(gens.iter().filter(|&&g| g > 2).all(|&g| g > 77), "{gens:?}");
+    assert!(!gens.contains(&77));
+}

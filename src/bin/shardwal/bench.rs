@@ -463,7 +463,10 @@ fn default_flush_buffer_bytes(commit: CommitPattern, max_record: usize) -> usize
 
 /// What one shard's writers measured.
 struct ShardOutcome {
-    samples_ns: Vec<u64>,
+    /// Commit latencies in nanoseconds. A histogram, not a list of samples, so memory stays
+    /// the same however long the run (a list grew by 8 bytes per commit: +68 MiB for 10 M
+    /// durable 256-byte appends).
+    latency_ns: hdrhistogram::Histogram<u64>,
     ops: u64,
     bytes: u64,
     metrics_before: shardwal::ShardMetrics,
@@ -527,7 +530,7 @@ fn wal_run(
                 None => Some(Instant::now() + Duration::from_secs_f64(seconds)),
             };
             let out = Rc::new(RefCell::new(ShardOutcome {
-                samples_ns: Vec::with_capacity(1 << 20),
+                latency_ns: new_histogram(),
                 ops: 0,
                 bytes: 0,
                 metrics_before: shard.metrics(),
@@ -611,9 +614,9 @@ fn wal_run(
         r.rotations += a.rotations - b.rotations;
         r.segments_prepared += a.segments_prepared - b.segments_prepared;
         r.segments_recycled += a.segments_recycled - b.segments_recycled;
-        for s in o.samples_ns {
-            r.latency_ns.saturating_record(s);
-        }
+        r.latency_ns
+            .add(&o.latency_ns)
+            .map_err(|e| format!("merging latency histograms: {e:?}"))?;
         r.registered = Some(r.registered.unwrap_or(true) && o.registered);
     }
     Ok(r)
@@ -640,7 +643,8 @@ fn durable(
     bytes: u64,
 ) -> u64 {
     let mut o = out.borrow_mut();
-    o.samples_ns.push(since.elapsed().as_nanos() as u64);
+    o.latency_ns
+        .saturating_record(since.elapsed().as_nanos() as u64);
     o.ops += records;
     o.bytes += bytes;
     counter.fetch_add(records, Ordering::Relaxed);
