@@ -113,10 +113,11 @@ impl Storage for Recording {
         // A renamed file is a retired segment (a spare) or a spare becoming a new segment:
         // its old bytes hold no record any more, so its history starts over. (A file opened
         // under its spare name keeps recording under that name, which no other file gets.)
-        let mut log = self.log.borrow_mut();
-        log.remove(from);
-        log.remove(to);
-        drop(log);
+        {
+            let mut log = self.log.borrow_mut();
+            log.remove(from);
+            log.remove(to);
+        }
         self.inner.rename(from, to).await
     }
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
