@@ -248,6 +248,9 @@ fn a_crash_at_every_step_of_recycling_loses_nothing_and_resurrects_nothing() {
         recycled_crash_points += recycled_before_crash as u64;
     }
     assert!(recycled_crash_points > 0);
+    eprintln!(
+        "recycle crash sweep: {total_ops} crash points (one per storage operation), {recycled_crash_points} after a recycled segment was prepared; 0 lost, 0 resurrected"
+    );
 }
 
 /// One run: a setup session writes and truncates (leaving spares), then the crash session

@@ -31,7 +31,9 @@ struct Model {
     appended: BTreeMap<u64, Vec<u8>>,
     /// The highest LSN a successful commit covered.
     acked: u64,
-    /// The highest `before` of a successful truncation.
+    /// The highest `before` of any truncation started: one that failed (a crash or an I/O
+    /// error in the middle) has an unknown outcome, like a failed commit, so records below
+    /// it may be gone.
     truncated_before: u64,
     /// Appends that got an LSN in the current session.
     appends_this_session: u64,
@@ -116,12 +118,16 @@ async fn workload(
                             } else {
                                 Lsn(durable + 1)
                             };
-                            match shard.truncate_before(before).await {
-                                Ok(_) => {
-                                    let mut m = model.borrow_mut();
-                                    m.truncated_before = m.truncated_before.max(before.0);
-                                    continue;
-                                }
+                            {
+                                let mut m = model.borrow_mut();
+                                m.truncated_before = m.truncated_before.max(before.0);
+                            }
+                            let r = shard.truncate_before(before).await;
+                            if std::env::var_os("SIM_DEBUG").is_some() {
+                                eprintln!("truncate_before({before}) -> {r:?}");
+                            }
+                            match r {
+                                Ok(_) => continue,
                                 Err(Error::TruncateBeyondDurable { .. }) => continue,
                                 Err(_) => return,
                             }
@@ -307,10 +313,13 @@ fn random_workloads_survive_random_crashes() {
         totals.records_acked,
         totals.records_checked
     );
-    assert!(
-        totals.crashes > 0 && totals.writes_torn > 0,
-        "the simulation must exercise crashes"
-    );
+    if seeds.len() >= 50 {
+        // (A single replayed seed may well tear nothing.)
+        assert!(
+            totals.crashes > 0 && totals.writes_torn > 0,
+            "the simulation must exercise crashes"
+        );
+    }
     if seeds.len() >= 50 {
         assert!(
             totals.segments_recycled > 0,
