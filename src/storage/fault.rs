@@ -15,7 +15,8 @@ use super::{Storage, StorageFile};
 /// An operation of the storage seam.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum FaultOp {
-    /// [`StorageFile::write_at`] (segment zero-filling included).
+    /// [`StorageFile::write_at`] (zero-filling a new segment and clearing a recycled one's
+    /// header block included).
     Write,
     /// [`StorageFile::fdatasync`].
     Fdatasync,
