@@ -31,6 +31,8 @@ pub(crate) struct Arena {
     pub slots: Vec<SlotBuffers>,
     /// A zeroed buffer used to pre-write new segments.
     pub zeros: Rc<DmaBuffer>,
+    /// One zeroed 4 KiB block, written over the header block of a recycled segment.
+    pub zero_block: Rc<DmaBuffer>,
     /// Whether every buffer lies in io_uring-registered memory.
     pub registered: bool,
     /// Bytes allocated in all.
@@ -39,7 +41,7 @@ pub(crate) struct Arena {
 
 impl Arena {
     /// Allocates `slot_count` fill buffers of `flush_buffer_bytes` with their piece ladders,
-    /// and one zero buffer of `zero_bytes`. Must run inside a glommio executor.
+    /// one zero buffer of `zero_bytes` and one zeroed 4 KiB block. Must run inside a glommio executor.
     pub fn allocate(slot_count: usize, flush_buffer_bytes: usize, zero_bytes: usize) -> Arena {
         assert!(flush_buffer_bytes.is_power_of_two() && flush_buffer_bytes >= 2 * BLOCK_BYTES);
         assert!(zero_bytes.is_multiple_of(BLOCK_BYTES) && zero_bytes > 0);
@@ -64,6 +66,9 @@ impl Arena {
         let mut zeros = glommio::allocate_dma_buffer(zero_bytes);
         zeros.as_bytes_mut().fill(0);
         total_bytes += zeros.len();
+        let mut zero_block = glommio::allocate_dma_buffer(BLOCK_BYTES);
+        zero_block.as_bytes_mut().fill(0);
+        total_bytes += zero_block.len();
         let ranges = registered_ranges();
         let inside = |b: &DmaBuffer| {
             let start = b.as_ptr() as usize;
@@ -72,12 +77,14 @@ impl Arena {
                 .any(|&(lo, len)| start >= lo && start + b.len() <= lo + len)
         };
         let registered = inside(&zeros)
+            && inside(&zero_block)
             && slots
                 .iter()
                 .all(|s| inside(&s.fill) && s.pieces.iter().all(|p| inside(p)));
         Arena {
             slots,
             zeros: Rc::new(zeros),
+            zero_block: Rc::new(zero_block),
             registered,
             total_bytes,
         }
@@ -153,7 +160,8 @@ mod tests {
                 }
             }
             assert!(a.zeros.as_bytes().iter().all(|&b| b == 0));
-            assert_eq!(a.total_bytes, 2 * (64 + 60) * 1024 + 16 * 1024);
+            assert_eq!(a.total_bytes, 2 * (64 + 60) * 1024 + 16 * 1024 + 4096);
+            assert!(a.zero_block.as_bytes().iter().all(|&b| b == 0));
             // Running as root (or with enough memlock) the arena is registered; either way
             // the answer must agree with what the kernel lists.
             let ranges = registered_ranges();

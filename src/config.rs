@@ -11,6 +11,7 @@
 //! | `max_record_bytes` | 512 KiB | 1 ..= `flush_buffer_bytes - 4160` |
 //! | `durability` | [`Durability::Fdatasync`] | |
 //! | `publish_positions` | `true` | `false` only to measure what publishing costs |
+//! | `recycled_segment_count` | 2 | 0 ..= 64 (0: never recycle) |
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,7 @@ pub struct WalConfig {
     pub(crate) max_record_bytes: usize,
     pub(crate) durability: Durability,
     pub(crate) publish_positions: bool,
+    pub(crate) recycled_segment_count: usize,
 }
 
 /// Bytes of a flush buffer that can never hold payload: a segment header block that the
@@ -76,6 +78,7 @@ impl WalConfig {
             max_record_bytes: 512 << 10,
             durability: Durability::default(),
             publish_positions: true,
+            recycled_segment_count: 2,
         }
     }
 
@@ -116,13 +119,18 @@ impl WalConfig {
     pub fn publish_positions(&self) -> bool {
         self.publish_positions
     }
+    /// How many segment files each shard keeps as spares when truncation drops them, to
+    /// reuse for later segments instead of zero-filling new files (0: never recycle).
+    pub fn recycled_segment_count(&self) -> usize {
+        self.recycled_segment_count
+    }
 
     /// Bytes of DMA memory one shard allocates at open: every flush buffer plus its ladder of
     /// power-of-two write pieces (4 KiB ..= half the buffer), plus one zero block buffer used
-    /// to pre-write segments.
+    /// to pre-write segments and one zero block to clear a recycled segment's header.
     pub fn arena_bytes_per_shard(&self) -> usize {
         let ladder: usize = self.flush_buffer_bytes - BLOCK_BYTES; // 4K + 8K + ... + B/2
-        self.flush_buffer_count * (self.flush_buffer_bytes + ladder) + ZERO_FILL_BYTES
+        self.flush_buffer_count * (self.flush_buffer_bytes + ladder) + ZERO_FILL_BYTES + BLOCK_BYTES
     }
 
     /// The glommio `io_memory` the runtime gives each shard executor: the arena plus a
@@ -147,6 +155,7 @@ pub struct WalConfigBuilder {
     max_record_bytes: usize,
     durability: Durability,
     publish_positions: bool,
+    recycled_segment_count: usize,
 }
 
 impl WalConfigBuilder {
@@ -183,6 +192,15 @@ impl WalConfigBuilder {
     /// Durability mode. Default [`Durability::Fdatasync`].
     pub fn durability(mut self, durability: Durability) -> Self {
         self.durability = durability;
+        self
+    }
+    /// Segment files kept per shard as spares when [`crate::Shard::truncate_before`] drops
+    /// them (0 ..= 64; default 2; 0 disables recycling). A new segment then reuses a spare:
+    /// its first block is zeroed and it is renamed, instead of a new file being written full
+    /// of zeros (`segment_bytes` of extra writes). Each spare keeps `segment_bytes` of disk
+    /// space in use.
+    pub fn recycled_segment_count(mut self, count: usize) -> Self {
+        self.recycled_segment_count = count;
         self
     }
 
@@ -238,6 +256,12 @@ impl WalConfigBuilder {
                 self.max_record_bytes
             ));
         }
+        if self.recycled_segment_count > 64 {
+            return bad(format!(
+                "recycled_segment_count = {}: must be 0 ..= 64",
+                self.recycled_segment_count
+            ));
+        }
         Ok(WalConfig {
             dir: self.dir,
             shard_count,
@@ -248,6 +272,7 @@ impl WalConfigBuilder {
             max_record_bytes: self.max_record_bytes,
             durability: self.durability,
             publish_positions: self.publish_positions,
+            recycled_segment_count: self.recycled_segment_count,
         })
     }
 }
@@ -281,6 +306,7 @@ mod tests {
             (base().segment_bytes(1 << 20), "segment_bytes"),
             (base().max_record_bytes(0), "max_record_bytes"),
             (base().max_record_bytes(1 << 20), "max_record_bytes"),
+            (base().recycled_segment_count(65), "recycled_segment_count"),
         ];
         for (b, field) in cases {
             match b.build() {

@@ -16,7 +16,8 @@
 //! 5. **Sync**: if no fdatasync is running and the completed watermark is ahead of the
 //!    durable one, snapshot it, fdatasync every file written since the last sync, and then
 //!    declare exactly that snapshot durable, waking its waiters.
-//! 6. **Prepare** the next segment in the background whenever none is ready.
+//! 6. **Prepare** the next segment in the background whenever none is ready: from a spare
+//!    left by truncation when there is one (recycled), else a new zero-filled file.
 //!
 //! Any I/O error fails the shard; in-flight operations are then awaited (their results
 //! ignored) so no buffer is reused while the kernel may still read it, and the task exits.
@@ -30,7 +31,7 @@ use futures::future::LocalBoxFuture;
 
 use crate::lsn::Lsn;
 use crate::record::FRAME_HEADER_BYTES;
-use crate::segment::prepare_segment;
+use crate::segment::prepare_next;
 use crate::shard::{Core, PieceInFlight, State};
 use crate::Durability;
 
@@ -249,10 +250,22 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
             let storage = core.storage.clone();
             let dir = core.shard_dir.clone();
             let zeros = core.zeros.clone();
+            let zero_block = core.zero_block.clone();
             let (generation, bytes) = (st.next_generation, core.config.segment_bytes);
             st.next_generation += 1;
+            // The oldest spare first (any would do: each is below `generation`).
+            let spare = (!st.spares.is_empty()).then(|| st.spares.remove(0));
             st.preparing = Some(Box::pin(async move {
-                prepare_segment(&*storage, &dir, generation, bytes, &zeros).await
+                prepare_next(
+                    &*storage,
+                    &dir,
+                    spare,
+                    generation,
+                    bytes,
+                    &zeros,
+                    &zero_block,
+                )
+                .await
             }));
         }
         if let Some(fut) = &mut st.preparing {
@@ -262,6 +275,7 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
                 match result {
                     Ok(p) if st.failed.is_none() => {
                         st.metrics.segments_prepared += 1;
+                        st.metrics.segments_recycled += p.recycled as u64;
                         // Rotating to it pushes onto the chain inside `append`, which must
                         // not allocate: make room here, off the append path.
                         st.chain.reserve(1);

@@ -27,8 +27,12 @@ pub struct ShardMetrics {
     pub ring_full_waits: u64,
     /// Segments activated after the first.
     pub rotations: u64,
-    /// Segments prepared (created and zero-filled).
+    /// Segments prepared ahead of need by the flusher (zero-filled or recycled).
     pub segments_prepared: u64,
+    /// Of those, segments made from a spare file (recycled) instead of zero-filled.
+    pub segments_recycled: u64,
+    /// Segment files kept as spares by truncation, instead of removed.
+    pub segments_retired_as_spares: u64,
     /// I/O errors seen (the first one fails the shard).
     pub io_errors: u64,
 }

@@ -28,7 +28,9 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::lsn::{Lsn, ShardId};
 use crate::record::{decode, segment_seed, Frame, FRAME_HEADER_BYTES};
-use crate::segment::{list_segments, HeaderError, SegmentHeader, BLOCK_BYTES, FORMAT_VERSION};
+use crate::segment::{
+    list_segments, list_spares, HeaderError, SegmentHeader, BLOCK_BYTES, FORMAT_VERSION,
+};
 
 /// A segment in the valid chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,9 +78,10 @@ pub struct ShardScan {
     pub next_lsn: Lsn,
     /// Continue writing in the last segment, if its tail is clean and has room.
     pub resume: Option<Resume>,
-    /// Files that hold nothing acknowledged (unused, or beyond a torn tail).
+    /// Segment files that hold nothing acknowledged (unused, beyond a torn tail, or with a
+    /// damaged header): the shard keeps them as spares for recycling or removes them.
     pub remove: Vec<PathBuf>,
-    /// The generation for the next new segment (above every file seen).
+    /// The generation for the next new segment (above every segment and spare file seen).
     pub next_generation: u64,
     /// The torn tail cut off, if any.
     pub torn_tail: Option<TornTail>,
@@ -297,9 +300,13 @@ fn read_segment(path: &Path) -> Result<Vec<u8>> {
 /// belongs to another shard, [`Error::Io`] when a file cannot be read.
 pub fn scan_shard(shard_dir: &Path, shard: ShardId) -> Result<ShardScan> {
     let files = list_segments(shard_dir)?;
+    // A generation is never used twice: the next one is above every segment's and every
+    // spare's (a spare still holds frames of the generation it is named after).
+    let spares = list_spares(shard_dir)?;
+    let newest = files.iter().chain(spares.iter()).max_by_key(|(g, _)| *g);
     let mut scan = ShardScan {
         next_lsn: Lsn(1),
-        next_generation: match files.last() {
+        next_generation: match newest {
             None => 1,
             Some((g, path)) => g.checked_add(1).ok_or_else(|| Error::BadDirectory {
                 path: path.clone(),

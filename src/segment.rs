@@ -11,6 +11,24 @@
 //! header; it is written together with the segment's first records, so a prepared but unused
 //! segment has a zero header block.
 //!
+//! # Recycling
+//! Zero-filling costs as many bytes of writes as the segment will hold. So when truncation
+//! drops whole segments, up to `WalConfig::recycled_segment_count` of them are kept as
+//! **spares**: renamed to `GGGGGGGGGGGGGGGGGGGG.spare` (the generation they had), which no
+//! scan ever reads as a segment. Preparing a segment then takes a spare instead
+//! ([`prepare_recycled`]): zero its header block, rename it to the new generation's `.seg`
+//! name, fsync the directory. Its blocks are really written already, so the writes into it are
+//! overwrites as fast as into a zero-filled file. The rest of the file still holds the old
+//! generation's frames: their checksums are seeded with the old generation and never verify
+//! under the new one, so recovery sees them exactly like a torn tail (the log ends before
+//! them; writing resumes in a fresh segment), never as records and never as corruption.
+//!
+//! That needs one rule: **a generation is never used twice**, even across crashes, and a
+//! file only ever moves to a higher generation. The next generation is above every `.seg`
+//! *and* `.spare` name in the directory, and a file's name is always at least the newest
+//! generation whose bytes it holds (a segment becomes a spare under its own name; a spare
+//! becomes a segment under a new, higher name).
+//!
 //! Header block layout (little endian; the rest of the block is zero):
 //!
 //! ```text
@@ -138,9 +156,24 @@ pub fn segment_path(shard_dir: &Path, generation: u64) -> PathBuf {
     shard_dir.join(format!("{generation:020}.seg"))
 }
 
+/// The path of a spare (a retired segment kept for recycling) that last held `generation`.
+pub fn spare_path(shard_dir: &Path, generation: u64) -> PathBuf {
+    shard_dir.join(format!("{generation:020}.spare"))
+}
+
 /// Segment files of a shard directory as `(generation, path)`, oldest first. Other files are
 /// ignored; a missing directory is an empty list.
 pub fn list_segments(shard_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    list_with_suffix(shard_dir, ".seg")
+}
+
+/// Spare files (see the module docs) of a shard directory as `(generation, path)`, oldest
+/// first; a missing directory is an empty list.
+pub fn list_spares(shard_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
+    list_with_suffix(shard_dir, ".spare")
+}
+
+fn list_with_suffix(shard_dir: &Path, suffix: &str) -> Result<Vec<(u64, PathBuf)>> {
     let entries = match std::fs::read_dir(shard_dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -151,7 +184,7 @@ pub fn list_segments(shard_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
         let entry = entry.map_err(|e| Error::io("listing shard directory", shard_dir, e))?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let Some(stem) = name.strip_suffix(".seg") else {
+        let Some(stem) = name.strip_suffix(suffix) else {
             continue;
         };
         if stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()) {
@@ -170,6 +203,8 @@ pub(crate) struct PreparedSegment {
     pub path: PathBuf,
     pub file: Rc<dyn StorageFile>,
     pub segment_bytes: u64,
+    /// Made from a spare ([`prepare_recycled`]) rather than zero-filled.
+    pub recycled: bool,
 }
 
 /// Creates segment `generation`, writes `segment_bytes` of zeros from `zeros` (a zeroed DMA
@@ -204,7 +239,106 @@ pub(crate) async fn prepare_segment(
         path,
         file,
         segment_bytes,
+        recycled: false,
     })
+}
+
+/// A spare file waiting to be recycled.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Spare {
+    /// The generation it last held (its name).
+    pub generation: u64,
+    /// Its path (`GGGG.spare`).
+    pub path: PathBuf,
+}
+
+/// Turns `spare` into the prepared segment `generation` (which must be above every name in
+/// the directory): zeroes its header block with `zero_block` (a zeroed 4 KiB DMA buffer),
+/// fdatasyncs, renames it to the segment's name and fsyncs the directory. The file must be
+/// `segment_bytes` long and really written (it was a segment). A crash at any point leaves
+/// nothing recovery could read as records:
+///
+/// 1. before or during the header write: the file is still named `.spare`, which no scan
+///    reads; the next open keeps it as a spare or removes it;
+/// 2. after the fdatasync, before the rename: a spare with a zero header block (same);
+/// 3. after the rename, before the directory fsync: the file is named either way; under the
+///    new `.seg` name its header block is zero (made durable in step 2, before the rename),
+///    so recovery sees a prepared but unused segment and turns it back into a spare;
+/// 4. after the directory fsync: a prepared segment, as if zero-filled, whose blocks past
+///    the header hold old-generation frames that never verify under the new generation.
+///
+/// Errors: any I/O error of the open, write, fdatasync, rename or directory fsync (the
+/// caller fails the shard).
+pub(crate) async fn prepare_recycled(
+    storage: &dyn Storage,
+    shard_dir: &Path,
+    spare: &Spare,
+    generation: u64,
+    segment_bytes: u64,
+    zero_block: &Rc<DmaBuffer>,
+) -> std::io::Result<PreparedSegment> {
+    debug_assert!(generation > spare.generation);
+    // Crash point 1: nothing changed yet, or a torn header write in a file named `.spare`.
+    let file = storage.open(&spare.path).await?;
+    let n = file.write_at(zero_block.clone(), 0).await?;
+    if n != zero_block.len() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::WriteZero,
+            format!(
+                "short write while clearing a recycled segment's header: {n} of {} bytes",
+                zero_block.len()
+            ),
+        ));
+    }
+    file.fdatasync().await?;
+    // Crash point 2: a spare whose header block is durably zero.
+    let path = segment_path(shard_dir, generation);
+    storage.rename(&spare.path, &path).await?;
+    // Crash point 3: either name may survive; both hold a zero header block.
+    storage.sync_dir(shard_dir).await?;
+    // Crash point 4: a prepared, unused segment of the new generation.
+    Ok(PreparedSegment {
+        generation,
+        path,
+        file,
+        segment_bytes,
+        recycled: true,
+    })
+}
+
+/// Prepares segment `generation` from `spare` when there is one ([`prepare_recycled`]),
+/// otherwise as a new zero-filled file ([`prepare_segment`]). Errors: theirs.
+pub(crate) async fn prepare_next(
+    storage: &dyn Storage,
+    shard_dir: &Path,
+    spare: Option<Spare>,
+    generation: u64,
+    segment_bytes: u64,
+    zeros: &Rc<DmaBuffer>,
+    zero_block: &Rc<DmaBuffer>,
+) -> std::io::Result<PreparedSegment> {
+    match spare {
+        Some(s) => {
+            prepare_recycled(
+                storage,
+                shard_dir,
+                &s,
+                generation,
+                segment_bytes,
+                zero_block,
+            )
+            .await
+        }
+        None => prepare_segment(storage, shard_dir, generation, segment_bytes, zeros).await,
+    }
+}
+
+/// The generation a `.seg` or `.spare` file name carries.
+pub(crate) fn generation_of(path: &Path) -> Option<u64> {
+    let stem = path.file_stem()?.to_str()?;
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| stem.parse().ok())
+        .flatten()
 }
 
 #[cfg(test)]

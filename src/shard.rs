@@ -31,7 +31,10 @@ use crate::reader::LogReader;
 use crate::record::{encode_record, frame_bytes, segment_seed, FRAME_HEADER_BYTES};
 use crate::recovery::{scan_shard, ChainSegment};
 use crate::ring::{BatchTarget, PieceWrite, Ring};
-use crate::segment::{prepare_segment, shard_dir, PreparedSegment, SegmentHeader, BLOCK_BYTES};
+use crate::segment::{
+    generation_of, list_spares, prepare_next, shard_dir, spare_path, PreparedSegment,
+    SegmentHeader, Spare, BLOCK_BYTES,
+};
 use crate::shm::owner::{HeaderOwner, ShardHeader};
 use crate::storage::{DmaStorage, Storage, StorageFile};
 use crate::Durability;
@@ -74,6 +77,8 @@ pub(crate) struct State {
     pub prepared: Option<PreparedSegment>,
     pub preparing: Option<LocalBoxFuture<'static, std::io::Result<PreparedSegment>>>,
     pub chain: Vec<ChainSegment>,
+    /// Retired segment files waiting to be recycled (see `segment`'s module docs).
+    pub spares: Vec<Spare>,
     pub next_generation: u64,
     pub in_flight: Vec<PieceInFlight>,
     pub piece_scratch: Vec<PieceWrite>,
@@ -109,6 +114,7 @@ pub(crate) struct Core {
     pub shard_dir: PathBuf,
     pub storage: Rc<dyn Storage>,
     pub zeros: Rc<glommio::io::DmaBuffer>,
+    pub zero_block: Rc<glommio::io::DmaBuffer>,
     pub registered: bool,
     pub st: RefCell<State>,
 }
@@ -293,6 +299,125 @@ fn sync_std_dir(path: &std::path::Path) -> Result<()> {
         .map_err(|e| Error::io("syncing directory", path, e))
 }
 
+/// Whether `path` can become a spare: a file of exactly `segment_bytes` (a segment written
+/// with another size stays out of the recycling pool).
+fn spare_sized(path: &std::path::Path, segment_bytes: u64) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| m.len() == segment_bytes)
+}
+
+/// At open: keeps up to `recycled_segment_count` spares, from the spares on disk and then
+/// from the segment files recovery found holding nothing acknowledged (`unused`: prepared
+/// but never written, or beyond a torn tail), and removes the rest. Renaming a `.seg` file
+/// to its `.spare` name takes it out of every later scan just like removing it; a crash
+/// before the directory fsync brings back the `.seg` name, and the next scan judges the file
+/// the same way again.
+async fn keep_spares(
+    config: &WalConfig,
+    sdir: &std::path::Path,
+    storage: &dyn Storage,
+    unused: &[PathBuf],
+) -> Result<Vec<Spare>> {
+    let keep = config.recycled_segment_count;
+    let mut spares = Vec::new();
+    let mut changed = false;
+    for (generation, path) in list_spares(sdir)? {
+        if spares.len() < keep && spare_sized(&path, config.segment_bytes) {
+            spares.push(Spare { generation, path });
+        } else {
+            storage
+                .remove(&path)
+                .await
+                .map_err(|e| Error::io("removing a spare segment", &path, e))?;
+            changed = true;
+        }
+    }
+    for path in unused {
+        changed = true;
+        match generation_of(path) {
+            Some(generation) if spares.len() < keep && spare_sized(path, config.segment_bytes) => {
+                let to = spare_path(sdir, generation);
+                storage
+                    .rename(path, &to)
+                    .await
+                    .map_err(|e| Error::io("keeping an unused segment as a spare", path, e))?;
+                spares.push(Spare {
+                    generation,
+                    path: to,
+                });
+            }
+            _ => storage
+                .remove(path)
+                .await
+                .map_err(|e| Error::io("removing an unused segment", path, e))?,
+        }
+    }
+    if changed {
+        storage
+            .sync_dir(sdir)
+            .await
+            .map_err(|e| Error::io("syncing shard directory", sdir, e))?;
+    }
+    Ok(spares)
+}
+
+/// Retires the segments `truncate_before` dropped from the chain (oldest first): keeps up
+/// to `recycled_segment_count` spares in all by renaming a segment to its `.spare` name,
+/// removes the others, then fsyncs the directory; only then do the new spares become
+/// available to the flusher. Returns how many segments were retired. Any error fails the
+/// shard.
+///
+/// Crash points: before the directory fsync each file is, after a crash, either still its
+/// `.seg` (then it is back in the chain, as an undone remove would be; oldest first, so a
+/// journal that keeps the order leaves a contiguous chain) or already its `.spare` / gone.
+/// A spare holds only frames of its own (old) generation and is read by no scan; the next
+/// open keeps or removes it.
+async fn retire_segments(core: &Core, doomed: Vec<ChainSegment>, before: Lsn) -> Result<usize> {
+    if doomed.is_empty() {
+        return Ok(0);
+    }
+    let fail = |err: Error| {
+        core.st.borrow_mut().fail(core.id, err.to_string());
+        err
+    };
+    let room = {
+        let st = core.st.borrow();
+        core.config
+            .recycled_segment_count
+            .saturating_sub(st.spares.len())
+    };
+    let mut retired = Vec::new();
+    for seg in &doomed {
+        if retired.len() < room && spare_sized(&seg.path, core.config.segment_bytes) {
+            let to = spare_path(&core.shard_dir, seg.generation);
+            if let Err(e) = core.storage.rename(&seg.path, &to).await {
+                return Err(fail(Error::io(
+                    "keeping a segment as a spare",
+                    &seg.path,
+                    e,
+                )));
+            }
+            retired.push(Spare {
+                generation: seg.generation,
+                path: to,
+            });
+        } else if let Err(e) = core.storage.remove(&seg.path).await {
+            return Err(fail(Error::io("removing segment", &seg.path, e)));
+        }
+    }
+    if let Err(e) = core.storage.sync_dir(&core.shard_dir).await {
+        return Err(fail(Error::io(
+            "syncing shard directory",
+            &core.shard_dir,
+            e,
+        )));
+    }
+    let mut st = core.st.borrow_mut();
+    st.metrics.segments_retired_as_spares += retired.len() as u64;
+    tracing::info!(shard = %core.id, removed = doomed.len() - retired.len(), spares = retired.len(), before = %before, "truncated");
+    st.spares.extend(retired);
+    Ok(doomed.len())
+}
+
 impl Shard {
     /// Opens shard `id` of the log `config` describes, inside the calling glommio executor:
     /// recovers its segments, allocates its buffers, prepares a segment to write into and
@@ -336,18 +461,8 @@ impl Shard {
             tracing::warn!(shard = %id, path = %t.path.display(), offset = t.offset, lsn = %t.lsn, reason = t.reason,
                 "recovery cut a torn tail: nothing after it was acknowledged");
         }
-        for path in &scan.remove {
-            storage
-                .remove(path)
-                .await
-                .map_err(|e| Error::io("removing an unused segment", path, e))?;
-        }
-        if !scan.remove.is_empty() {
-            storage
-                .sync_dir(&sdir)
-                .await
-                .map_err(|e| Error::io("syncing shard directory", &sdir, e))?;
-        }
+        // `scan.next_generation` is above every spare's generation too.
+        let mut spares = keep_spares(config, &sdir, &*storage, &scan.remove).await?;
 
         let zero_bytes = ZERO_FILL_BYTES.min(1 << config.segment_bytes.trailing_zeros());
         let arena = Arena::allocate(
@@ -368,12 +483,14 @@ impl Shard {
                 segment_bytes: r.segment_bytes,
             },
             None => {
-                let p = prepare_segment(
+                let p = prepare_next(
                     &*storage,
                     &sdir,
+                    spares.pop(),
                     next_generation,
                     config.segment_bytes,
                     &arena.zeros,
+                    &arena.zero_block,
                 )
                 .await
                 .map_err(|e| Error::io("preparing segment", &sdir, e))?;
@@ -406,6 +523,7 @@ impl Shard {
             prepared: None,
             preparing: None,
             chain,
+            spares,
             next_generation,
             in_flight: Vec::with_capacity(n * 32),
             piece_scratch: Vec::with_capacity(32),
@@ -433,6 +551,7 @@ impl Shard {
             shard_dir: sdir,
             storage,
             zeros: arena.zeros,
+            zero_block: arena.zero_block,
             registered: arena.registered,
             st: RefCell::new(st),
         });
@@ -600,11 +719,14 @@ impl Shard {
 
     /// Removes whole segments whose records are all below `before`; returns how many. The
     /// active segment is never removed, and neither is a segment a live reader's pin
-    /// ([`crate::HeaderView::snapshot`]) still needs, so some records below `before` may stay.
+    /// ([`crate::HeaderView::snapshot`]) still needs, so some records below `before` may
+    /// stay. Up to [`WalConfig::recycled_segment_count`] of the removed files are kept as
+    /// spares for later segments instead of being deleted (they no longer hold any readable
+    /// record).
     ///
     /// Errors: [`Error::TruncateBeyondDurable`] when `before > durable_lsn + 1`;
-    /// [`Error::ShardFailed`] / [`Error::Closed`]; a remove or directory-sync error fails
-    /// the shard.
+    /// [`Error::ShardFailed`] / [`Error::Closed`]; a remove, rename or directory-sync error
+    /// fails the shard.
     pub async fn truncate_before(&self, before: Lsn) -> Result<usize> {
         let core = &*self.core;
         let doomed: Vec<ChainSegment> = {
@@ -627,29 +749,14 @@ impl Shard {
             }
             st.chain.drain(..k).collect()
         };
-        if doomed.is_empty() {
-            return Ok(0);
-        }
-        for seg in &doomed {
-            if let Err(e) = core.storage.remove(&seg.path).await {
-                let err = Error::io("removing segment", &seg.path, e);
-                core.st.borrow_mut().fail(core.id, err.to_string());
-                return Err(err);
-            }
-        }
-        if let Err(e) = core.storage.sync_dir(&core.shard_dir).await {
-            let err = Error::io("syncing shard directory", &core.shard_dir, e);
-            core.st.borrow_mut().fail(core.id, err.to_string());
-            return Err(err);
-        }
-        {
+        let removed = retire_segments(core, doomed, before).await?;
+        if removed > 0 {
             let mut st = core.st.borrow_mut();
             let (durable, first, generation) =
                 (st.durable_lsn, st.chain[0].base_lsn, st.active.generation);
             st.header.publish(durable, first, generation);
         }
-        tracing::info!(shard = %core.id, removed = doomed.len(), before = %before, "truncated");
-        Ok(doomed.len())
+        Ok(removed)
     }
 
     /// Stops accepting appends, writes and syncs everything already appended, writes a final

@@ -33,8 +33,10 @@ struct Outcome {
 
 /// The workload: 4 tasks append and commit 8 records each (a mix of sizes so segments
 /// rotate), a truncation in the middle and one of everything durable at the end, then one
-/// more durable record.
-async fn workload(shard: &Shard, out: &Rc<RefCell<Outcome>>) {
+/// more durable record. With `recycle`, then enough durable records to rotate through a
+/// segment recycled from the spare the truncation kept, another truncation and one more
+/// record.
+async fn workload(shard: &Shard, out: &Rc<RefCell<Outcome>>, recycle: bool) {
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
             let (shard, out) = (shard.clone(), out.clone());
@@ -71,21 +73,45 @@ async fn workload(shard: &Shard, out: &Rc<RefCell<Outcome>>) {
     if shard.truncate_before(before).await.is_err() {
         return;
     }
-    let p = payload(99, 1);
-    if let Ok(lsn) = shard.append(&p).await {
-        out.borrow_mut().appended.insert(lsn.0, p);
-        if shard.commit(lsn).await.is_ok() {
-            out.borrow_mut().acked = lsn.0;
+    if !durable_record(shard, out, payload(99, 1)).await || !recycle {
+        return;
+    }
+    for i in 0..16 {
+        if !durable_record(shard, out, payload(98, i).repeat(6)).await {
+            return;
         }
     }
+    let before = Lsn(shard.durable_lsn().0 + 1);
+    if shard.truncate_before(before).await.is_err() {
+        return;
+    }
+    durable_record(shard, out, payload(99, 2)).await;
 }
 
-fn run_once(fault: Option<Fault>, what: &str) -> (Outcome, FaultPlan) {
+/// Appends `p` and commits it; `false` once anything failed.
+async fn durable_record(shard: &Shard, out: &Rc<RefCell<Outcome>>, p: Vec<u8>) -> bool {
+    let Ok(lsn) = shard.append(&p).await else {
+        return false;
+    };
+    out.borrow_mut().appended.insert(lsn.0, p);
+    if shard.commit(lsn).await.is_err() {
+        return false;
+    }
+    out.borrow_mut().acked = lsn.0;
+    true
+}
+
+/// Runs the workload once with `fault` (if any); `recycle` keeps one spare segment (else
+/// none: truncation removes every dropped segment) and runs the longer workload.
+fn run_once(fault: Option<Fault>, what: &str, recycle: bool) -> (Outcome, FaultPlan) {
     let d = tempfile::tempdir().unwrap();
     let cfg = small(d.path(), 1)
         .segment_bytes(32 << 10)
         .flush_buffer_bytes(16 << 10)
         .max_record_bytes(8 << 10)
+        // One spare: truncation keeps one dropped segment (a rename) and removes the others,
+        // and a later segment is recycled from it (open, write, fdatasync, rename, dir sync).
+        .recycled_segment_count(usize::from(recycle))
         .build()
         .unwrap();
     let plan = FaultPlan::new(fault.into_iter().collect());
@@ -106,7 +132,7 @@ fn run_once(fault: Option<Fault>, what: &str) -> (Outcome, FaultPlan) {
                 }
             };
             let watchdog = glommio::timer::sleep(Duration::from_secs(60)).fuse();
-            let work = workload(&shard, &out).fuse();
+            let work = workload(&shard, &out, recycle).fuse();
             futures::pin_mut!(watchdog, work);
             futures::select! {
                 _ = work => {}
@@ -166,21 +192,35 @@ fn run_once(fault: Option<Fault>, what: &str) -> (Outcome, FaultPlan) {
 
 #[test]
 fn every_fault_at_every_operation_index() {
-    let (clean, plan) = run_once(None, "no fault");
-    assert_eq!(
-        clean.acked,
-        TASKS as u64 * PER_TASK + 1,
-        "the fault-free run acknowledges all"
+    sweep(false, TASKS as u64 * PER_TASK + 1, &[FaultOp::Remove]);
+}
+
+/// The same sweep over a workload that recycles a segment: a fault at every step of
+/// retiring a segment as a spare (rename, directory sync) and of turning the spare into a
+/// new segment (open, header write, fdatasync, rename, directory sync).
+#[test]
+fn every_fault_at_every_operation_index_while_recycling() {
+    sweep(
+        true,
+        TASKS as u64 * PER_TASK + 18,
+        &[FaultOp::Remove, FaultOp::Rename, FaultOp::Open],
     );
+}
+
+fn sweep(recycle: bool, records: u64, needed: &[FaultOp]) {
+    let (clean, plan) = run_once(None, "no fault", recycle);
+    assert_eq!(clean.acked, records, "the fault-free run acknowledges all");
     let probe = plan.probe();
     let counts: Vec<(FaultOp, u64)> = FaultOp::ALL
         .iter()
         .map(|&op| (op, probe.calls(op)))
         .collect();
-    assert!(
-        counts.iter().any(|&(op, n)| op == FaultOp::Remove && n > 0),
-        "{counts:?}"
-    );
+    for &needed in needed {
+        assert!(
+            counts.iter().any(|&(op, n)| op == needed && n > 0),
+            "{needed:?} never happens: {counts:?}"
+        );
+    }
     let mut runs = 0u64;
     let mut hits = 0u64;
     for &(op, calls) in &counts {
@@ -193,8 +233,8 @@ fn every_fault_at_every_operation_index() {
                         forever,
                         kind,
                     };
-                    let what = format!("{fault:?}");
-                    let (outcome, plan) = run_once(Some(fault), &what);
+                    let what = format!("{fault:?} (recycle: {recycle})");
+                    let (outcome, plan) = run_once(Some(fault), &what, recycle);
                     runs += 1;
                     if plan.probe().injected() > 0 {
                         hits += 1;
@@ -208,7 +248,7 @@ fn every_fault_at_every_operation_index() {
         }
     }
     eprintln!(
-        "error sweep: operations per run {counts:?}; {runs} runs, {hits} with the fault hit; 0 false acknowledgements, 0 hung waiters, 0 lost records"
+        "error sweep (recycle: {recycle}): operations per run {counts:?}; {runs} runs, {hits} with the fault hit; 0 false acknowledgements, 0 hung waiters, 0 lost records"
     );
     assert!(
         hits * 10 >= runs * 9,

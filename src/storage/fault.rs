@@ -15,7 +15,8 @@ use super::{Storage, StorageFile};
 /// An operation of the storage seam.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum FaultOp {
-    /// [`StorageFile::write_at`] (segment zero-filling included).
+    /// [`StorageFile::write_at`] (zero-filling a new segment and clearing a recycled one's
+    /// header block included).
     Write,
     /// [`StorageFile::fdatasync`].
     Fdatasync,
@@ -27,17 +28,20 @@ pub enum FaultOp {
     Remove,
     /// [`Storage::sync_dir`].
     SyncDir,
+    /// [`Storage::rename`] (turning a segment into a spare, or a spare into a segment).
+    Rename,
 }
 
 impl FaultOp {
     /// Every operation kind.
-    pub const ALL: [FaultOp; 6] = [
+    pub const ALL: [FaultOp; 7] = [
         FaultOp::Write,
         FaultOp::Fdatasync,
         FaultOp::Create,
         FaultOp::Open,
         FaultOp::Remove,
         FaultOp::SyncDir,
+        FaultOp::Rename,
     ];
 
     fn index(self) -> usize {
@@ -109,7 +113,7 @@ pub enum Verdict {
 
 #[derive(Debug, Default)]
 struct Counters {
-    calls: [Cell<u64>; 6],
+    calls: [Cell<u64>; FaultOp::ALL.len()],
     injected: Cell<u64>,
 }
 
@@ -248,6 +252,10 @@ impl<S: Storage> Storage for FaultyStorage<S> {
     async fn remove(&self, path: &Path) -> io::Result<()> {
         self.plan.gate(FaultOp::Remove)?;
         self.inner.remove(path).await
+    }
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.plan.gate(FaultOp::Rename)?;
+        self.inner.rename(from, to).await
     }
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         self.plan.gate(FaultOp::SyncDir)?;

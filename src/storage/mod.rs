@@ -35,6 +35,10 @@ pub trait Storage {
     async fn open(&self, path: &Path) -> io::Result<Rc<dyn StorageFile>>;
     /// Removes the file at `path`.
     async fn remove(&self, path: &Path) -> io::Result<()>;
+    /// Renames the file `from` to `to` (same directory; replaces `to` if it exists). Files
+    /// already open stay open and keep writing to the same inode. Durable only after
+    /// [`Storage::sync_dir`] of the directory.
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Makes creations and removals in `dir` durable (fsync of the directory).
     async fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
@@ -105,6 +109,9 @@ impl Storage for DmaStorage {
     }
     async fn remove(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
     }
     async fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         let d = glommio::io::Directory::open(dir)

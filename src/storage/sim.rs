@@ -13,8 +13,10 @@
 //! * [`SimStorage::materialize_crash`] then rewrites the directory into one possible
 //!   post-crash state, chosen by the seed: every write that was not synced (completed or
 //!   in flight) is dropped, kept, or **torn** at 512-byte sector boundaries, in a random
-//!   order; files created since the last directory fsync vanish, files removed since it come
-//!   back with their durable contents.
+//!   order; in each directory, either every change since its last fsync (creates, removes,
+//!   renames) is undone — created files vanish, removed ones come back with their durable
+//!   contents, renamed ones get their old names back — or all of them reached the disk
+//!   anyway (as when another fsync commits the file system journal).
 //! * Faults from a [`FaultPlan`] (EIO, ENOSPC, short writes on any operation) apply too.
 //!
 //! Everything random comes from one seed, so a failing run replays exactly.
@@ -79,6 +81,9 @@ pub struct CrashReport {
     pub files_lost: u64,
     /// Files removed since their directory's last fsync that came back.
     pub files_restored: u64,
+    /// Directories whose changes since their last fsync (creates, removes, renames) all
+    /// reached the disk anyway, as a journal commit forced by another fsync does.
+    pub dirs_committed: u64,
 }
 
 struct SimState {
@@ -131,11 +136,19 @@ impl SimState {
         }
     }
 
-    fn handle(&mut self, inode: usize, path: &Path) -> io::Result<&std::fs::File> {
+    /// An open handle of `inode`, opened under its current name (a file renamed since it
+    /// was opened keeps its inode, as a real file descriptor does).
+    fn handle(&mut self, inode: usize) -> io::Result<&std::fs::File> {
         use std::collections::hash_map::Entry;
         match self.handles.entry(inode) {
             Entry::Occupied(e) => Ok(e.into_mut()),
             Entry::Vacant(e) => {
+                let path = self
+                    .names
+                    .iter()
+                    .find(|(_, &i)| i == inode)
+                    .map(|(p, _)| p.clone())
+                    .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
                 let f = std::fs::OpenOptions::new()
                     .read(true)
                     .write(true)
@@ -207,6 +220,32 @@ impl SimStorage {
         st.crashed = true;
         st.handles.clear();
         let mut report = CrashReport::default();
+        // Each directory with changes since its last fsync keeps either none or all of them
+        // (ext4 journals namespace changes in order, and any fdatasync may commit them).
+        let mut dirs: Vec<PathBuf> = st
+            .names
+            .iter()
+            .chain(st.durable_names.iter())
+            .filter_map(|(p, _)| p.parent().map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        for dir in dirs {
+            let in_dir = |m: &BTreeMap<PathBuf, usize>| -> Vec<(PathBuf, usize)> {
+                m.iter()
+                    .filter(|(p, _)| p.parent() == Some(dir.as_path()))
+                    .map(|(p, i)| (p.clone(), *i))
+                    .collect()
+            };
+            let now = in_dir(&st.names);
+            if now == in_dir(&st.durable_names) || !st.rng.random_bool(0.5) {
+                continue;
+            }
+            st.durable_names
+                .retain(|p, _| p.parent() != Some(dir.as_path()));
+            st.durable_names.extend(now);
+            report.dirs_committed += 1;
+        }
         // Contents after the crash, per inode that a durable name still points to.
         let mut contents: BTreeMap<usize, Vec<u8>> = BTreeMap::new();
         let durable: Vec<(PathBuf, usize)> = st
@@ -257,11 +296,10 @@ impl SimStorage {
         Ok(report)
     }
 
-    fn file(&self, inode: usize, path: &Path) -> Rc<dyn StorageFile> {
+    fn file(&self, inode: usize) -> Rc<dyn StorageFile> {
         Rc::new(SimFile {
             sim: self.clone(),
             inode,
-            path: path.to_path_buf(),
         })
     }
 
@@ -293,7 +331,6 @@ impl Future for YieldNow {
 struct SimFile {
     sim: SimStorage,
     inode: usize,
-    path: PathBuf,
 }
 
 #[async_trait(?Send)]
@@ -332,8 +369,7 @@ impl StorageFile for SimFile {
             .in_flight
             .remove(&id)
             .expect("in-flight write");
-        st.handle(self.inode, &self.path)?
-            .write_all_at(&w.data, w.pos)?;
+        st.handle(self.inode)?.write_all_at(&w.data, w.pos)?;
         st.inodes[self.inode].completed.push(w);
         Ok(len)
     }
@@ -377,7 +413,7 @@ impl Storage for SimStorage {
         let inode = st.inodes.len();
         st.inodes.push(Inode::default());
         st.names.insert(path.to_path_buf(), inode);
-        Ok(self.file(inode, path))
+        Ok(self.file(inode))
     }
 
     async fn open(&self, path: &Path) -> io::Result<Rc<dyn StorageFile>> {
@@ -385,7 +421,7 @@ impl Storage for SimStorage {
         st.tick()?;
         self.plan.gate(FaultOp::Open)?;
         match st.known(path)? {
-            Some(inode) => Ok(self.file(inode, path)),
+            Some(inode) => Ok(self.file(inode)),
             None => Err(io::Error::new(
                 io::ErrorKind::NotFound,
                 format!("{}: no such file", path.display()),
@@ -403,6 +439,23 @@ impl Storage for SimStorage {
         std::fs::remove_file(path)?;
         st.names.remove(path);
         st.handles.remove(&inode);
+        Ok(())
+    }
+
+    async fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let mut st = self.state.borrow_mut();
+        st.tick()?;
+        self.plan.gate(FaultOp::Rename)?;
+        let Some(inode) = st.known(from)? else {
+            return Err(io::Error::from(io::ErrorKind::NotFound));
+        };
+        // A file `to` replaces must be known (adopted as durable) before it disappears,
+        // so a crash before the directory sync brings it back.
+        st.known(to)?;
+        std::fs::rename(from, to)?;
+        st.names.remove(from);
+        // The replaced inode keeps no name (open handles of it stay valid).
+        st.names.insert(to.to_path_buf(), inode);
         Ok(())
     }
 

@@ -30,6 +30,10 @@ pub struct RunResult {
     pub ring_full_waits: u64,
     /// Segment rotations.
     pub rotations: u64,
+    /// Segments prepared ahead of need, and how many of them were recycled spares.
+    pub segments_prepared: u64,
+    /// Segments prepared from a spare (the rest were zero-filled).
+    pub segments_recycled: u64,
     /// Length of the measured window.
     pub seconds: f64,
     /// Commit latency of every durable record (or sync call), in nanoseconds.
@@ -56,6 +60,8 @@ impl RunResult {
             flushes: 0,
             ring_full_waits: 0,
             rotations: 0,
+            segments_prepared: 0,
+            segments_recycled: 0,
             seconds,
             latency_ns: new_histogram(),
             cpu_seconds: 0.0,
