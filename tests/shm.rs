@@ -216,7 +216,10 @@ fn readers_in_other_processes_take_untorn_cuts_while_a_writer_publishes() {
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), 2);
     fill(&cfg, 1); // the header exists before the readers start
-    let seconds = 2.0;
+    // SHARDWAL_SHM_READ_SECONDS: how long the readers run (default 2 s in CI).
+    let seconds: f64 = std::env::var("SHARDWAL_SHM_READ_SECONDS")
+        .map(|s| s.parse().expect("SHARDWAL_SHM_READ_SECONDS: seconds"))
+        .unwrap_or(2.0);
     let readers: Vec<_> = (0..2)
         .map(|_| spawn_child("reader", d.path(), seconds))
         .collect();
