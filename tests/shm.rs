@@ -216,7 +216,7 @@ fn readers_in_other_processes_take_untorn_cuts_while_a_writer_publishes() {
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), 2);
     fill(&cfg, 1); // the header exists before the readers start
-    // SHARDWAL_SHM_READ_SECONDS: how long the readers run (default 2 s in CI).
+                   // SHARDWAL_SHM_READ_SECONDS: how long the readers run (default 2 s in CI).
     let seconds: f64 = std::env::var("SHARDWAL_SHM_READ_SECONDS")
         .map(|s| s.parse().expect("SHARDWAL_SHM_READ_SECONDS: seconds"))
         .unwrap_or(2.0);
@@ -341,6 +341,51 @@ fn the_same_shard_twice_in_one_process_is_refused() {
             .close()
             .await
             .unwrap();
+    });
+}
+
+/// The flags of every descriptor this process has open on `path`, from /proc/self/fdinfo.
+fn open_flags(path: &Path) -> Vec<u32> {
+    let path = std::fs::canonicalize(path).unwrap();
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd").unwrap().flatten() {
+        if std::fs::read_link(entry.path()).ok().as_deref() != Some(path.as_path()) {
+            continue;
+        }
+        let info = std::fs::read_to_string(format!(
+            "/proc/self/fdinfo/{}",
+            entry.file_name().to_string_lossy()
+        ))
+        .unwrap();
+        let flags = info
+            .lines()
+            .find_map(|l| l.strip_prefix("flags:"))
+            .map(|f| u32::from_str_radix(f.trim(), 8).unwrap())
+            .unwrap();
+        out.push(flags);
+    }
+    out
+}
+
+#[test]
+fn the_lease_descriptor_is_close_on_exec() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), 1);
+    run(&cfg, || async {
+        let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+        let view = HeaderView::open(cfg.dir()).unwrap();
+        let flags = open_flags(&header_path(cfg.dir()));
+        // The writer's (holding the lease) and the view's (holding pin locks).
+        assert_eq!(flags.len(), 2, "{flags:?}");
+        for f in flags {
+            assert_ne!(
+                f & libc::O_CLOEXEC as u32,
+                0,
+                "a child process would inherit {f:o}"
+            );
+        }
+        drop(view);
+        s.close().await.unwrap();
     });
 }
 
