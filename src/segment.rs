@@ -16,7 +16,7 @@
 //! drops whole segments, up to `WalConfig::recycled_segment_count` of them are kept as
 //! **spares**: renamed to `GGGGGGGGGGGGGGGGGGGG.spare` (the generation they had), which no
 //! scan ever reads as a segment. Preparing a segment then takes a spare instead
-//! ([`prepare_recycled`]): zero its header block, rename it to the new generation's `.seg`
+//! (`prepare_recycled`): zero its header block, rename it to the new generation's `.seg`
 //! name, fsync the directory. Its blocks are really written already, so the writes into it are
 //! overwrites as fast as into a zero-filled file. The rest of the file still holds the old
 //! generation's frames: their checksums are seeded with the old generation and never verify
@@ -203,7 +203,7 @@ pub(crate) struct PreparedSegment {
     pub path: PathBuf,
     pub file: Rc<dyn StorageFile>,
     pub segment_bytes: u64,
-    /// Made from a spare ([`prepare_recycled`]) rather than zero-filled.
+    /// Made from a spare (`prepare_recycled`) rather than zero-filled.
     pub recycled: bool,
 }
 
@@ -306,7 +306,7 @@ pub(crate) async fn prepare_recycled(
     })
 }
 
-/// Prepares segment `generation` from `spare` when there is one ([`prepare_recycled`]),
+/// Prepares segment `generation` from `spare` when there is one (`prepare_recycled`),
 /// otherwise as a new zero-filled file ([`prepare_segment`]). Errors: theirs.
 pub(crate) async fn prepare_next(
     storage: &dyn Storage,
