@@ -34,17 +34,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
     });
 
-    // The backup: wait until the shards opened (`Wal::start` does not wait for them) and
-    // something is durable, then pin a cut and read up to it.
-    let view = loop {
-        match HeaderView::open(&dir) {
-            Ok(view) => break view,
-            Err(shardwal::Error::BadHeader { .. }) => {
-                std::thread::sleep(std::time::Duration::from_millis(1))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    // The backup (`Wal::start` returned, so the shards are open and the header exists): wait
+    // until something is durable, then pin a cut and read up to it.
+    let view = HeaderView::open(&dir)?;
     while view.cut()?.as_slice().iter().all(|lsn| lsn.get() < 1000) {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }

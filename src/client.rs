@@ -166,6 +166,23 @@ impl Inbox {
     }
 }
 
+/// Tells [`Wal::start`] whether a shard opened; dropped unsent (a panic), it says "no".
+struct OpenSignal(Option<std::sync::mpsc::Sender<bool>>);
+
+impl OpenSignal {
+    fn send(&mut self, opened: bool) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(opened);
+        }
+    }
+}
+
+impl Drop for OpenSignal {
+    fn drop(&mut self) {
+        self.send(false);
+    }
+}
+
 /// Shuts an inbox when its server's executor stops, however it stops (unwinding included).
 struct ShutOnExit(Arc<Inbox>);
 
@@ -585,30 +602,47 @@ pub struct Wal {
 }
 
 impl Wal {
-    /// Starts one executor per shard (see [`crate::spawn`]), each serving a [`Client`].
+    /// Starts one executor per shard (see [`crate::spawn`]), each serving a [`Client`], and
+    /// waits until every shard has opened (recovery included), so that the log is owned by
+    /// this process and its shared header is published when this returns.
     ///
-    /// Errors: as [`crate::spawn`]. A shard that fails to open is reported by
-    /// [`Wal::close`]; requests to it get [`Error::Closed`].
+    /// Errors: as [`crate::spawn`]; when a shard fails to open (for example
+    /// [`Error::LogLocked`]: another process owns the directory), the shards that did open
+    /// are closed and the first shard's error is returned.
     pub fn start(config: WalConfig) -> Result<Wal> {
-        let inboxes: Arc<[Arc<Inbox>]> = (0..config.shard_count())
+        let shard_count = config.shard_count();
+        let inboxes: Arc<[Arc<Inbox>]> = (0..shard_count)
             .map(|i| Arc::new(Inbox::new(ShardId(i))))
             .collect();
         let served = inboxes.clone();
+        let (opened_tx, opened_rx) = std::sync::mpsc::channel::<bool>();
         let handle = crate::runtime::spawn_executors(config, move |cfg, id| {
             let inbox = served[id.index()].clone();
+            let mut opened = OpenSignal(Some(opened_tx.clone()));
             async move {
                 let _shut = ShutOnExit(inbox.clone());
-                let shard = Shard::open(&cfg, id).await?;
+                let shard = Shard::open(&cfg, id).await;
+                opened.send(shard.is_ok());
+                let shard = shard?;
                 inbox
                     .durable_lsn
                     .store(shard.durable_lsn().0, Ordering::Release);
                 serve(shard, inbox).await
             }
         });
-        Ok(Wal {
+        let wal = Wal {
             client: Client { inboxes },
             handles: Some(handle?),
-        })
+        };
+        // Every executor answers once (a panic before it could counts as a failure).
+        let all_opened = (0..shard_count).all(|_| opened_rx.recv().unwrap_or(false));
+        if all_opened {
+            return Ok(wal);
+        }
+        match wal.close() {
+            Err(e) => Err(e),
+            Ok(_) => Err(Error::Executor("a shard did not open".into())),
+        }
     }
 
     /// A new handle for sending requests (clone it freely; it is `Send + Sync`).

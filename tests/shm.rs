@@ -281,6 +281,14 @@ fn a_second_writer_is_refused_with_the_owners_pid_and_a_killed_owner_frees_the_l
         Err(e) => panic!("expected LogLocked, got {e}"),
         Ok(_) => panic!("two processes own the log"),
     }
+    // Through the client API too: `Wal::start` waits for its shards and reports the lease.
+    match Wal::start(cfg.clone()) {
+        Err(Error::LogLocked { owner, .. }) => {
+            assert!(owner.contains(&format!("pid {pid}")), "{owner}")
+        }
+        Err(e) => panic!("expected LogLocked from Wal::start, got {e}"),
+        Ok(_) => panic!("two processes own the log"),
+    }
     let view = HeaderView::open(d.path()).unwrap();
     let owner = view.owner().unwrap();
     assert_eq!((owner.pid, owner.alive), (pid, true));
