@@ -326,6 +326,32 @@ fn a_second_writer_is_refused_with_the_owners_pid_and_a_killed_owner_frees_the_l
 }
 
 #[test]
+fn a_read_only_view_takes_cuts_but_cannot_pin() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), 2);
+    let cut = fill(&cfg, 30);
+    let view = HeaderView::open_read_only(d.path()).unwrap();
+    assert!(!view.is_writable());
+    assert_eq!(view.cut().unwrap().as_slice(), &cut[..]);
+    assert!(view.owner().is_none());
+    assert!(view.pins().is_empty());
+    match view.snapshot() {
+        Err(Error::BadHeader { detail, .. }) => assert!(detail.contains("read-only"), "{detail}"),
+        Err(e) => panic!("expected BadHeader, got {e}"),
+        Ok(_) => panic!("a read-only view pinned a snapshot"),
+    }
+    // The mapping really is read-only: a file opened O_RDONLY cannot be mapped for writing,
+    // and the view's descriptor is the only one this process has on the header.
+    let flags = open_flags(&header_path(d.path()));
+    assert_eq!(flags.len(), 1);
+    assert_eq!(flags[0] & libc::O_ACCMODE as u32, libc::O_RDONLY as u32);
+    // It keeps working while a writer publishes.
+    let again = fill(&cfg, 5);
+    assert_eq!(view.cut().unwrap().as_slice(), &again[..]);
+    assert!(again[0] > cut[0]);
+}
+
+#[test]
 fn the_same_shard_twice_in_one_process_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), 1);

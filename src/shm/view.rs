@@ -122,10 +122,25 @@ impl HeaderView {
     /// damaged, or from a previous boot (open the log for writing to rebuild it);
     /// [`Error::Io`] when it cannot be opened or mapped.
     pub fn open(dir: &Path) -> Result<HeaderView> {
+        HeaderView::open_with(dir, true)
+    }
+
+    /// Like [`HeaderView::open`], but maps the header read-only even when the file is
+    /// writable (a monitor that must never write the log's files). Cuts, positions, owner and
+    /// pins work; [`HeaderView::snapshot`] does not (pinning writes a slot).
+    pub fn open_read_only(dir: &Path) -> Result<HeaderView> {
+        HeaderView::open_with(dir, false)
+    }
+
+    fn open_with(dir: &Path, want_writable: bool) -> Result<HeaderView> {
         let path = dir.join(FILE_NAME);
-        let (file, writable) = match File::options().read(true).write(true).open(&path) {
-            Ok(f) => (f, true),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => (
+        let opened = match want_writable {
+            true => File::options().read(true).write(true).open(&path),
+            false => File::open(&path),
+        };
+        let (file, writable) = match opened {
+            Ok(f) => (f, want_writable),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && want_writable => (
                 File::open(&path).map_err(|e| Error::io("opening the shared header", &path, e))?,
                 false,
             ),
