@@ -361,6 +361,49 @@ fn a_read_only_view_takes_cuts_but_cannot_pin() {
 }
 
 #[test]
+fn pin_slots_run_out_with_a_clear_error_and_come_back_when_dropped() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path(), 1);
+    fill(&cfg, 3);
+    // Two views: their slot locks are separate open file descriptions and must exclude
+    // each other, as two processes' would.
+    let (a, b) = (
+        HeaderView::open(d.path()).unwrap(),
+        HeaderView::open(d.path()).unwrap(),
+    );
+    let mut held: Vec<_> = (0..32).map(|_| a.snapshot().unwrap()).collect();
+    held.extend((0..32).map(|_| b.snapshot().unwrap()));
+    assert_eq!(a.pins().len(), 64);
+    for view in [&a, &b] {
+        match view.snapshot() {
+            Err(Error::TooManyReaders { slots, .. }) => assert_eq!(slots, 64),
+            Err(e) => panic!("expected TooManyReaders, got {e}"),
+            Ok(_) => panic!("a 65th pin in 64 slots"),
+        }
+    }
+    drop(held.pop()); // one of b's
+    let again = a.snapshot().unwrap();
+    assert_eq!(again.cut().get(ShardId(0)), Some(Lsn(3)));
+    assert_eq!(a.pins().len(), 64);
+}
+
+#[test]
+fn one_process_cannot_open_a_log_with_two_shard_counts() {
+    let d = tempfile::tempdir().unwrap();
+    let two = config(d.path(), 2);
+    let three = config(d.path(), 3);
+    run(&two, || async {
+        let s = Shard::open(&two, ShardId(0)).await.unwrap();
+        match Shard::open(&three, ShardId(2)).await {
+            Err(Error::InvalidConfig(msg)) => assert!(msg.contains("2 shards"), "{msg}"),
+            Err(e) => panic!("expected InvalidConfig, got {e}"),
+            Ok(_) => panic!("one log open with two shard counts"),
+        }
+        s.close().await.unwrap();
+    });
+}
+
+#[test]
 fn the_same_shard_twice_in_one_process_is_refused() {
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path(), 1);

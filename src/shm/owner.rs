@@ -220,7 +220,7 @@ fn rebuild(file: &File, geometry: Geometry, boot: u128) -> std::io::Result<ShmMa
     Ok(map)
 }
 
-/// What reconciling a shard's block with the recovered log found.
+/// What reconciling a shard's block with the recovered log found (logged at open).
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Reconciled {
     /// The header already said what is on disk.
@@ -252,7 +252,7 @@ impl ShardHeader {
     /// (the lowest stored LSN) and the active segment's generation. Repairs a seqlock left
     /// odd by a writer that died mid-publication; rewinds (and bumps the header generation)
     /// when the header claimed more than the disk holds.
-    pub fn reconcile(&mut self, durable: Lsn, first: Lsn, active_generation: u64) -> Reconciled {
+    pub fn reconcile(&mut self, durable: Lsn, first: Lsn, active_generation: u64) {
         let odd = seqlock_is_odd(self.word(S_SEQ));
         let header_durable = Lsn(self.word(S_DURABLE_LSN).load(Relaxed));
         self.publishes = self.word(S_PUBLISHES).load(Relaxed);
@@ -277,7 +277,6 @@ impl ShardHeader {
         self.word(S_FLOOR).store(first.0, Relaxed);
         self.word(S_STATE).store(SHARD_OPEN, Relaxed);
         self.write(durable, first, active_generation);
-        outcome
     }
 
     /// Publishes the shard's position after a group commit (or a truncation). A no-op when
