@@ -224,12 +224,7 @@ pub(crate) async fn prepare_segment(
     let mut pos = 0;
     while pos < segment_bytes {
         let n = file.write_at(zeros.clone(), pos).await?;
-        if n as u64 != chunk {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::WriteZero,
-                format!("short write while zero-filling a segment: {n} of {chunk} bytes"),
-            ));
-        }
+        whole_write(n, chunk as usize, "zero-filling a segment")?;
         pos += chunk;
     }
     file.fdatasync().await?;
@@ -241,6 +236,18 @@ pub(crate) async fn prepare_segment(
         segment_bytes,
         recycled: false,
     })
+}
+
+/// `Ok` when a write wrote all `expected` bytes; a short write is an error (`WriteZero`)
+/// that fails the shard like any other.
+fn whole_write(written: usize, expected: usize, doing: &str) -> std::io::Result<()> {
+    if written == expected {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::WriteZero,
+        format!("short write while {doing}: {written} of {expected} bytes"),
+    ))
 }
 
 /// A spare file waiting to be recycled.
@@ -281,15 +288,7 @@ pub(crate) async fn prepare_recycled(
     // Crash point 1: nothing changed yet, or a torn header write in a file named `.spare`.
     let file = storage.open(&spare.path).await?;
     let n = file.write_at(zero_block.clone(), 0).await?;
-    if n != zero_block.len() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::WriteZero,
-            format!(
-                "short write while clearing a recycled segment's header: {n} of {} bytes",
-                zero_block.len()
-            ),
-        ));
-    }
+    whole_write(n, zero_block.len(), "clearing a recycled segment's header")?;
     file.fdatasync().await?;
     // Crash point 2: a spare whose header block is durably zero.
     let path = segment_path(shard_dir, generation);
