@@ -8,8 +8,8 @@
 use std::fmt;
 
 /// The sequence number of a record in one shard's log (1-based; 0 means "none").
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(transparent))]
 pub struct Lsn(pub u64);
 
 impl Lsn {
@@ -34,8 +34,8 @@ impl fmt::Display for Lsn {
 }
 
 /// The index of a shard, `0..shard_count`.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(transparent)]
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(transparent))]
 pub struct ShardId(pub u32);
 
 impl ShardId {

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Arc, Mutex};
 
-use serde::Serialize;
 
 use super::layout::*;
 use super::map::ShmMap;
@@ -29,8 +28,8 @@ const CUT_TRIES: u32 = 1_000;
 const PIN_TRIES: u32 = 1_000;
 
 /// Whether a shard is open in the owning process, per the header.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "snake_case"))]
 pub enum ShardState {
     /// Not open (or its writer is gone).
     Closed,
@@ -41,7 +40,8 @@ pub enum ShardState {
 }
 
 /// One shard's published position.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct ShardPosition {
     /// Every record up to this LSN is durable (0: none).
     pub durable_lsn: Lsn,
@@ -59,7 +59,8 @@ pub struct ShardPosition {
 
 /// The process that owns the log for writing, as the header records it (for diagnostics:
 /// the lease itself is the OFD lock).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct OwnerInfo {
     /// Its pid.
     pub pid: u32,
@@ -72,7 +73,8 @@ pub struct OwnerInfo {
 }
 
 /// A reader pin in the header.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct PinInfo {
     /// The pin slot.
     pub slot: usize,
@@ -500,7 +502,8 @@ fn read_segment_header(path: &Path) -> Result<Option<SegmentHeader>> {
 }
 
 /// The first and last LSN a segment file covers, for `inspect`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct SegmentRange {
     /// The shard.
     pub shard: ShardId,
@@ -516,7 +519,8 @@ pub struct SegmentRange {
 }
 
 /// Everything `shardwal inspect` shows about a log directory.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Inspection {
     /// The log directory.
     pub dir: PathBuf,

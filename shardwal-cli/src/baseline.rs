@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesUnordered, StreamExt};
 use glommio::io::{DmaFile, OpenOptions};
 
-use crate::run::{cpu_seconds, AnyResult, Meter, RunResult};
+use crate::run::{Meter, RunResult};
+use crate::stats::cpu_seconds;
+use crate::AnyResult;
 
 /// Size of the pre-zeroed file both loops write into.
 const FILE_BYTES: u64 = 128 << 20;

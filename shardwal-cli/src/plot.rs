@@ -22,7 +22,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::run::{AnyResult, RunResult, SAMPLE_INTERVAL};
+use crate::run::{RunResult, SAMPLE_INTERVAL};
+use crate::AnyResult;
 
 /// Width of the whole image, in pixels.
 const WIDTH: u32 = 1200;

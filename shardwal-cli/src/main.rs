@@ -3,22 +3,11 @@
 //! of a closed log directory back and checks it; `inspect` shows the shared header (owner,
 //! positions, cut, pins) and the segment files, also while a writer runs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use shardwal::{Lsn, ShardId};
-
-mod baseline;
-mod bench;
-mod cut_reader;
-mod inspect;
-#[cfg(feature = "peers")]
-mod peers;
-mod plot;
-mod run;
-
-use run::AnyResult;
+use shardwal_cli::{bench, cut_reader, inspect, verify};
 
 #[derive(Parser)]
 #[command(
@@ -72,7 +61,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => bench::bench(&bench::BenchArgs::parse_from(["shardwal"])),
         Some(Command::Bench(args)) => bench::bench(&args),
-        Some(Command::Verify { dir }) => verify(&dir),
+        Some(Command::Verify { dir }) => verify::run(&dir),
         Some(Command::Inspect { dir, json }) => inspect::run(&dir, json),
         Some(Command::CutReader { dir, seconds }) => cut_reader::run(&dir, seconds),
     };
@@ -83,36 +72,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// Reads every shard of `dir` back with the offline reader.
-fn verify(dir: &Path) -> AnyResult<()> {
-    let mut shard = 0u32;
-    let mut total = 0u64;
-    loop {
-        let sdir = shardwal::segment::shard_dir(dir, ShardId(shard));
-        if !sdir.is_dir() {
-            break;
-        }
-        let mut count = 0u64;
-        let mut first = None;
-        let mut last = Lsn::ZERO;
-        for record in shardwal::LogReader::open_all(dir, ShardId(shard))? {
-            let record = record?;
-            first.get_or_insert(record.lsn);
-            last = record.lsn;
-            count += 1;
-        }
-        println!(
-            "shard {shard}: {count} records, lsn {} ..= {last}",
-            first.unwrap_or(Lsn::ZERO)
-        );
-        total += count;
-        shard += 1;
-    }
-    if shard == 0 {
-        return Err(format!("{}: no shard directories (shard-NNNN) found", dir.display()).into());
-    }
-    println!("{shard} shard(s), {total} records, all checksums valid");
-    Ok(())
 }

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
-use crate::run::{cpu_seconds, new_histogram, AnyResult, Meter, RecordSize, RunResult};
+use crate::run::{Meter, RecordSize, RunResult};
+use crate::stats::{cpu_seconds, new_histogram};
+use crate::AnyResult;
 
 /// An error that can cross from a writer thread back to the caller.
 type PeerError = Box<dyn Error + Send + Sync>;

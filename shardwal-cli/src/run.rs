@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+
+use crate::stats::new_histogram;
 use serde::Serialize;
 
-pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
+
 
 /// How often the meter samples throughput (the timeline's resolution).
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
@@ -74,53 +76,6 @@ impl RunResult {
     /// Records per second over the window.
     pub fn rate(&self) -> f64 {
         self.ops as f64 / self.seconds
-    }
-}
-
-/// A latency histogram in nanoseconds, 1 ns to 120 s, 3 significant digits.
-pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 120_000_000_000, 3).expect("histogram bounds")
-}
-
-fn rusage() -> libc::rusage {
-    // SAFETY: getrusage only writes into the zero-initialised struct we pass it, and
-    // RUSAGE_SELF is always a valid target.
-    unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        u
-    }
-}
-
-/// User + system CPU time of the whole process, in seconds.
-pub fn cpu_seconds() -> f64 {
-    let usage = rusage();
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-/// Peak resident set size of the process, in MiB.
-pub fn peak_rss_mib() -> f64 {
-    rusage().ru_maxrss as f64 / 1024.0
-}
-
-/// The 1, 5 and 15 minute load averages, as the kernel prints them.
-pub fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// The median of `v` (NaN when empty).
-pub fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 

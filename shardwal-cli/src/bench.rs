@@ -14,10 +14,9 @@ use serde::Serialize;
 use shardwal::{CpuPlacement, Durability, Shard, WalConfig};
 
 use crate::baseline;
-use crate::run::{
-    cpu_seconds, load_average, median, new_histogram, peak_rss_mib, AnyResult, LatencySummary,
-    Meter, RecordSize, RunResult, RunSummary,
-};
+use crate::run::{LatencySummary, Meter, RecordSize, RunResult, RunSummary};
+use crate::stats::{cpu_seconds, load_average, median, new_histogram, peak_rss_mib, quantile_us};
+use crate::AnyResult;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum DurabilityArg {

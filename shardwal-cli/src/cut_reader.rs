@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use shardwal::HeaderView;
 
-use crate::run::AnyResult;
+use crate::AnyResult;
 
 /// What one cut-reader process measured.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy)]

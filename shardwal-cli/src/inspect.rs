@@ -6,7 +6,7 @@ use std::path::Path;
 
 use shardwal::shm::{inspect, Inspection};
 
-use crate::run::AnyResult;
+use crate::AnyResult;
 
 /// Prints what [`inspect`] finds in `dir`, for a person or (`json`) as one JSON object.
 pub fn run(dir: &Path, json: bool) -> AnyResult<()> {
