@@ -6,15 +6,7 @@
 use std::time::Instant;
 
 use shardwal::{CpuPlacement, Durability, Shard, ShardId, WalConfig};
-
-fn peak_rss_kib() -> i64 {
-    // SAFETY: getrusage only writes into the zero-initialised struct we pass it.
-    unsafe {
-        let mut u: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut u);
-        u.ru_maxrss
-    }
-}
+use shardwal_cli::stats::{median, peak_rss_mib};
 
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -47,12 +39,12 @@ fn main() {
             let total = start.elapsed();
             rounds.push((append_ns as f64 / N as f64, N as f64 / total.as_secs_f64()));
         }
-        rounds.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let (ns, rate) = rounds[rounds.len() / 2];
+        let ns = median(rounds.iter().map(|r| r.0).collect());
+        let rate = median(rounds.iter().map(|r| r.1).collect());
         println!(
-            "append_path: median of 5 rounds: {ns:.0} ns per append (copy + checksum), {rate:.0} appends/s with a commit every 256; ring-full waits {}; peak RSS {} KiB",
+            "append_path: median of 5 rounds: {ns:.0} ns per append (copy + checksum), {rate:.0} appends/s with a commit every 256; ring-full waits {}; peak RSS {:.1} MiB",
             shard.metrics().ring_full_waits,
-            peak_rss_kib()
+            peak_rss_mib()
         );
         shard.close().await.expect("close");
     });

@@ -9,14 +9,10 @@ use std::time::Instant;
 
 use glommio::io::{DmaFile, OpenOptions};
 use shardwal::storage::{DmaStorage, Storage, StorageFile};
+use shardwal_cli::stats::median;
 
 const OPS: usize = 2000;
 const ROUNDS: usize = 5;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 fn main() {
     let dir = tempfile::tempdir().expect("temp dir");

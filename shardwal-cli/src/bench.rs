@@ -138,6 +138,20 @@ pub struct BenchArgs {
     /// header in a loop; the report shows cuts per second.
     #[arg(long)]
     pub cut_reader: bool,
+    /// Where the writers run: `shard` (tasks inside each shard's executor), `client` (tokio
+    /// tasks on another runtime, through the `Send` client), or `shard,client` for both,
+    /// interleaved, with the client/in-shard throughput ratio.
+    #[arg(long, value_delimiter = ',', default_value = "shard")]
+    pub via: Vec<Via>,
+}
+
+/// Where `bench` runs its writers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// Tasks on the shard's own executor, calling `Shard` directly.
+    Shard,
+    /// Tokio tasks on another runtime, calling `Client`.
+    Client,
 }
 
 /// An on/off option value.
@@ -155,6 +169,16 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
     let seconds_ok = args.seconds > 0.0 && args.seconds.is_finite();
     if !seconds_ok || args.rounds == 0 || args.records == Some(0) {
         return Err("--seconds, --rounds and --records must be above 0".into());
+    }
+    let client_ok = args.commit == CommitPattern::Every
+        && args.records.is_none()
+        && !args.truncate_behind
+        && !args.cut_reader;
+    if args.via.contains(&Via::Client) && !client_ok {
+        return Err("--via client runs `--commit every` for a fixed duration only (no --records, --truncate-behind or --cut-reader)".into());
+    }
+    if args.via.is_empty() {
+        return Err("--via needs shard, client or both".into());
     }
     if args.peers && (args.commit != CommitPattern::Every || args.records.is_some()) {
         return Err("--peers compares `--commit every` runs of a fixed duration only".into());
@@ -221,10 +245,17 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
         }
         for &w in &args.writers {
             for &publishing in &args.publishing {
-                let dir = next_dir();
-                let r = wal_run(args, durability, w, publishing == Switch::On, &dir)?;
-                std::fs::remove_dir_all(&dir)?;
-                done(r);
+                for &via in &args.via {
+                    let dir = next_dir();
+                    let r = match via {
+                        Via::Shard => wal_run(args, durability, w, publishing == Switch::On, &dir)?,
+                        Via::Client => {
+                            client_run(args, durability, w, publishing == Switch::On, &dir)?
+                        }
+                    };
+                    std::fs::remove_dir_all(&dir)?;
+                    done(r);
+                }
             }
             #[cfg(feature = "peers")]
             if args.peers {
@@ -261,8 +292,8 @@ fn one_line(r: &RunResult) -> String {
         r.label,
         r.rate(),
         r.bytes as f64 / r.seconds / 1e6,
-        r.latency_ns.value_at_quantile(0.5) as f64 / 1e3,
-        r.latency_ns.value_at_quantile(0.99) as f64 / 1e3,
+        quantile_us(&r.latency_ns, 0.5),
+        quantile_us(&r.latency_ns, 0.99),
         r.ring_full_waits,
         r.rotations,
         r.segments_recycled,
@@ -312,7 +343,7 @@ struct JsonReport<'a> {
 
 fn summarize(label: &str, runs: &[&RunResult], device: f64) -> RunSummary {
     let m = |f: &dyn Fn(&RunResult) -> f64| median(runs.iter().map(|r| f(r)).collect());
-    let q = |quantile: f64| m(&|r| r.latency_ns.value_at_quantile(quantile) as f64 / 1e3);
+    let q = |quantile: f64| m(&|r| quantile_us(&r.latency_ns, quantile));
     let rate = m(&|r| r.rate());
     RunSummary {
         label: label.to_string(),
@@ -466,6 +497,7 @@ fn report(args: &BenchArgs, results: &[RunResult], load_start: &str) -> AnyResul
         }
     }
     publishing_cost(&summaries);
+    client_cost(&summaries);
     println!(
         "peak RSS {:.1} MiB; load average at start {load_start}, at end {}",
         peak_rss_mib(),
@@ -486,6 +518,25 @@ fn publishing_cost(summaries: &[RunSummary]) {
                 on.appends_per_sec / off.appends_per_sec,
                 on.appends_per_sec,
                 off.appends_per_sec
+            );
+        }
+    }
+}
+
+/// With `--via shard,client`: each configuration's throughput through the client as a ratio
+/// of the same configuration with the writers inside the shards (medians of the rounds).
+fn client_cost(summaries: &[RunSummary]) {
+    for client in summaries {
+        let Some(shard_label) = client.label.strip_suffix(" via client") else {
+            continue;
+        };
+        if let Some(shard) = summaries.iter().find(|s| s.label == shard_label) {
+            println!(
+                "{}: client/in-shard throughput ratio {:.3} ({:.0} vs {:.0} appends/s)",
+                shard_label,
+                client.appends_per_sec / shard.appends_per_sec,
+                client.appends_per_sec,
+                shard.appends_per_sec
             );
         }
     }
@@ -520,13 +571,13 @@ struct ShardOutcome {
     registered: bool,
 }
 
-fn wal_run(
+/// The log configuration every shardwal run of `args` uses, in directory `dir`.
+fn wal_config(
     args: &BenchArgs,
     durability: Durability,
-    writers: usize,
     publishing: bool,
     dir: &Path,
-) -> AnyResult<RunResult> {
+) -> AnyResult<WalConfig> {
     let flush_buffer_bytes = args
         .flush_buffer_bytes
         .unwrap_or_else(|| default_flush_buffer_bytes(args.commit, args.record_bytes.max()));
@@ -545,26 +596,66 @@ fn wal_run(
             CpuPlacement::PinnedPerShard
         })
         .build()?;
-    let record_bytes = args.record_bytes;
-    let truncate_behind = args.truncate_behind;
-    if record_bytes.max() > config.max_record_bytes() {
+    if args.record_bytes.max() > config.max_record_bytes() {
         return Err(format!(
             "--record-bytes must be 1 ..= {} (max_record_bytes)",
             config.max_record_bytes()
         )
         .into());
     }
+    Ok(config)
+}
+
+/// The label of a shardwal run.
+fn wal_label(args: &BenchArgs, writers: usize, publishing: bool, via: Via) -> String {
+    format!(
+        "shardwal {}x{} {}{}{}",
+        args.shards,
+        writers,
+        args.commit.describe(),
+        if publishing { "" } else { " (no publish)" },
+        if via == Via::Client {
+            " via client"
+        } else {
+            ""
+        }
+    )
+}
+
+/// `writers` tokio tasks per shard, through the client (`--via client`).
+fn client_run(
+    args: &BenchArgs,
+    durability: Durability,
+    writers: usize,
+    publishing: bool,
+    dir: &Path,
+) -> AnyResult<RunResult> {
+    let label = wal_label(args, writers, publishing, Via::Client);
+    let plan = crate::client_bench::ClientPlan {
+        config: wal_config(args, durability, publishing, dir)?,
+        writers_per_shard: writers,
+        record_bytes: args.record_bytes,
+        seconds: args.seconds,
+        label: &label,
+    };
+    crate::client_bench::run(plan, dir)
+}
+
+fn wal_run(
+    args: &BenchArgs,
+    durability: Durability,
+    writers: usize,
+    publishing: bool,
+    dir: &Path,
+) -> AnyResult<RunResult> {
+    let config = wal_config(args, durability, publishing, dir)?;
+    let record_bytes = args.record_bytes;
+    let truncate_behind = args.truncate_behind;
     let total_writers = writers * args.shards as usize;
     let quota = args.records.map(|n| n.div_ceil(total_writers as u64));
     let seconds = args.seconds;
     let pattern = args.commit;
-    let label = format!(
-        "shardwal {}x{} {}{}",
-        args.shards,
-        writers,
-        pattern.describe(),
-        if publishing { "" } else { " (no publish)" }
-    );
+    let label = wal_label(args, writers, publishing, Via::Shard);
     let counter = Arc::new(AtomicU64::new(0));
     // Every shard starts measuring at the same moment, after all of them opened.
     let barrier = Arc::new(std::sync::Barrier::new(args.shards as usize + 1));

@@ -22,7 +22,7 @@ use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
 use crate::run::{Meter, RecordSize, RunResult};
-use crate::stats::{cpu_seconds, new_histogram};
+use crate::stats::{cpu_seconds, SharedHistogram};
 use crate::AnyResult;
 
 /// An error that can cross from a writer thread back to the caller.
@@ -313,10 +313,9 @@ struct Window {
     completed: Arc<AtomicU64>,
 }
 
-/// What one writer thread did inside the window.
+/// What one writer thread did inside the window (its latencies went to the run's
+/// [`SharedHistogram`]).
 struct ThreadOutcome {
-    /// Commit latency of each counted record, in nanoseconds.
-    latencies_ns: Vec<u64>,
     /// Payload bytes of the counted records.
     bytes: u64,
 }
@@ -346,12 +345,14 @@ where
     let go = Barrier::new(threads + 1);
     let window: OnceLock<Window> = OnceLock::new();
     let setup_failed = AtomicBool::new(false);
+    let latency_ns = SharedHistogram::new();
 
     let (outcomes, cpu, timeline) = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|thread| {
                 let (ready, go, window) = (&ready, &go, &window);
                 let (setup_failed, make_appender) = (&setup_failed, &make_appender);
+                let mut latencies_ns = latency_ns.writer();
                 scope.spawn(move || -> Result<ThreadOutcome, PeerError> {
                     let mut rng = SmallRng::seed_from_u64(thread as u64 + 1);
                     let mut payload = vec![0u8; record_bytes.max()];
@@ -364,7 +365,6 @@ where
                     go.wait();
                     let mut append = appender?;
                     let window = window.get().ok_or("window not set")?;
-                    let mut latencies_ns = Vec::with_capacity(1 << 16);
                     let mut bytes = 0u64;
                     loop {
                         let len = record_bytes.sample(&mut rng);
@@ -378,14 +378,11 @@ where
                             break;
                         }
                         let ns = done.duration_since(started).as_nanos();
-                        latencies_ns.push(u64::try_from(ns).unwrap_or(u64::MAX));
+                        latencies_ns.record(u64::try_from(ns).unwrap_or(u64::MAX));
                         bytes += len as u64;
                         window.completed.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(ThreadOutcome {
-                        latencies_ns,
-                        bytes,
-                    })
+                    Ok(ThreadOutcome { bytes })
                 })
             })
             .collect();
@@ -417,16 +414,13 @@ where
     });
 
     let mut result = RunResult::new(label, seconds);
-    let mut latency_ns = new_histogram();
     for outcome in outcomes {
         let outcome = outcome.map_err(|e| -> Box<dyn Error> { e })?;
-        result.ops += outcome.latencies_ns.len() as u64;
         result.bytes += outcome.bytes;
-        for ns in outcome.latencies_ns {
-            latency_ns.saturating_record(ns.max(1));
-        }
     }
-    result.latency_ns = latency_ns;
+    // Every writer's samples were folded when its thread ended.
+    result.latency_ns = latency_ns.snapshot();
+    result.ops = result.latency_ns.len();
     result.cpu_seconds = cpu;
     result.timeline = timeline;
     Ok(result)

@@ -11,8 +11,6 @@ use hdrhistogram::Histogram;
 use crate::stats::new_histogram;
 use serde::Serialize;
 
-
-
 /// How often the meter samples throughput (the timeline's resolution).
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 

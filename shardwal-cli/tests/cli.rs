@@ -1,12 +1,14 @@
 //! The `shardwal` binary: the bench runs and reports, `verify` reads a log back and fails
 //! loudly on damage.
 
+// The library's test helpers (small geometries, an executor per test, payloads).
+#[path = "../../tests/common/mod.rs"]
 mod common;
 use common::*;
 
 use std::process::Command;
 
-use shardwal::{Shard, ShardId};
+use shardwal::{HeaderView, Shard, ShardId};
 
 fn shardwal() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shardwal"))
@@ -66,6 +68,47 @@ fn bench_rejects_bad_arguments() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn bench_via_shard_and_client_reports_both_and_their_ratio() {
+    let d = tempfile::tempdir().unwrap();
+    let out = shardwal()
+        .args([
+            "bench",
+            "--seconds",
+            "0.3",
+            "--writers",
+            "4",
+            "--via",
+            "shard,client",
+            "--no-baseline",
+            "--unbound",
+            "--dir",
+        ])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for needle in [
+        "shardwal 2x4 append_durable ",
+        "shardwal 2x4 append_durable via client",
+        "client/in-shard throughput ratio",
+    ] {
+        assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
+    }
+    // The client run is refused where it cannot measure what was asked.
+    let out = shardwal()
+        .args(["bench", "--via", "client", "--commit", "sync-every:4"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--via client"));
 }
 
 #[test]
@@ -149,4 +192,70 @@ fn verify_counts_records_and_reports_corruption() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("corruption"), "{stderr}");
+}
+
+/// Durable 1 KiB records, enough to fill several small segments.
+async fn fill_segments(s: &Shard, records: u64) {
+    for n in 0..records {
+        let mut p = payload(0, n);
+        p.resize(1024, b'.');
+        s.append_durable(&p).await.unwrap();
+    }
+}
+
+#[test]
+fn inspect_shows_owner_positions_pins_and_segments_while_a_writer_runs() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = small(d.path(), 1).build().unwrap();
+    let dir = d.path().to_path_buf();
+    run(&cfg, || async {
+        let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+        fill_segments(&s, 600).await;
+        let snap = HeaderView::open(&dir).unwrap().snapshot().unwrap();
+        let out = shardwal()
+            .args(["inspect", "--json"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["owner"]["pid"], std::process::id());
+        assert_eq!(v["owner"]["alive"], true);
+        assert_eq!(v["cut"][0], s.durable_lsn().0);
+        assert_eq!(v["shards"][0]["state"], "open");
+        assert_eq!(v["pins"][0]["pid"], std::process::id());
+        let segments = v["segments"].as_array().unwrap();
+        assert!(segments.len() >= 2, "{segments:?}");
+        assert_eq!(segments[0]["base_lsn"], 1);
+        assert_eq!(
+            segments[1]["base_lsn"].as_u64().unwrap(),
+            segments[0]["last_lsn"].as_u64().unwrap() + 1
+        );
+
+        let text = shardwal().arg("inspect").arg(&dir).output().unwrap();
+        let text = String::from_utf8(text.stdout).unwrap();
+        for needle in [
+            format!("owner: pid {} (running)", std::process::id()),
+            format!("cut: [{}]", s.durable_lsn()),
+            "pin slot 0".to_string(),
+            "shard 0 generation".to_string(),
+        ] {
+            assert!(text.contains(&needle), "missing {needle:?} in:\n{text}");
+        }
+        drop(snap);
+        s.close().await.unwrap();
+    });
+    // A directory without a header is reported, not an error.
+    let empty = tempfile::tempdir().unwrap();
+    let out = shardwal()
+        .arg("inspect")
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("header: unusable"));
 }

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 use std::sync::{Arc, Mutex};
 
-
 use super::layout::*;
 use super::map::ShmMap;
 use super::protocol::{pin_announce, seqlock_try_read};
@@ -29,7 +28,11 @@ const PIN_TRIES: u32 = 1_000;
 
 /// Whether a shard is open in the owning process, per the header.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize), serde(rename_all = "snake_case"))]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 pub enum ShardState {
     /// Not open (or its writer is gone).
     Closed,
