@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::stream::{FuturesUnordered, StreamExt};
 use glommio::io::{DmaFile, OpenOptions};
 
-use crate::run::{Meter, RunResult};
+use crate::run::{Meter, RunKind, RunResult};
 use crate::stats::cpu_seconds;
 use crate::AnyResult;
 
@@ -20,7 +20,9 @@ pub const SYNC_LOOP: &str = "device 4K write+fdatasync";
 /// Label of the bandwidth test (reports compare shardwal's MB/s with it).
 pub const BANDWIDTH: &str = "device seq 1M O_DIRECT x4";
 
-async fn zeroed_file(path: &Path) -> AnyResult<DmaFile> {
+/// Creates `path` and writes `file_bytes` of zeros into it (1 MiB at a time), then
+/// fdatasyncs: later writes overwrite really-written blocks, the fastest kind.
+pub(crate) async fn zeroed_file(path: &Path, file_bytes: u64) -> AnyResult<DmaFile> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -31,7 +33,7 @@ async fn zeroed_file(path: &Path) -> AnyResult<DmaFile> {
     zeros.as_bytes_mut().fill(0);
     let zeros = Rc::new(zeros);
     let mut pos = 0;
-    while pos < FILE_BYTES {
+    while pos < file_bytes {
         file.write_rc_at(zeros.clone(), pos).await?;
         pos += 1 << 20;
     }
@@ -52,11 +54,11 @@ pub fn sync_loop(dir: &Path, seconds: f64) -> AnyResult<RunResult> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("baseline.dat");
     let result = executor()?.run(async move {
-        let file = zeroed_file(&path).await?;
+        let file = zeroed_file(&path, FILE_BYTES).await?;
         let mut block = file.alloc_dma_buffer(4096);
         block.as_bytes_mut().fill(0x5A);
         let block = Rc::new(block);
-        let mut r = RunResult::new(SYNC_LOOP, seconds);
+        let mut r = RunResult::new(SYNC_LOOP, RunKind::Device, seconds);
         let meter = Meter::start(SYNC_LOOP, seconds);
         let counter = meter.counter();
         let cpu0 = cpu_seconds();
@@ -93,11 +95,11 @@ pub fn bandwidth(dir: &Path, seconds: f64) -> AnyResult<RunResult> {
     std::fs::create_dir_all(dir)?;
     let path = dir.join("bandwidth.dat");
     let result = executor()?.run(async move {
-        let file = Rc::new(zeroed_file(&path).await?);
+        let file = Rc::new(zeroed_file(&path, FILE_BYTES).await?);
         let mut chunk = file.alloc_dma_buffer(1 << 20);
         chunk.as_bytes_mut().fill(0xA5);
         let chunk = Rc::new(chunk);
-        let mut r = RunResult::new(BANDWIDTH, seconds);
+        let mut r = RunResult::new(BANDWIDTH, RunKind::Device, seconds);
         let meter = Meter::start(BANDWIDTH, seconds);
         let counter = meter.counter();
         let cpu0 = cpu_seconds();

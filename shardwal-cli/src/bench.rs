@@ -10,12 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use serde::Serialize;
 use shardwal::{CpuPlacement, Durability, Shard, WalConfig};
 
 use crate::baseline;
-use crate::run::{LatencySummary, Meter, RecordSize, RunResult, RunSummary};
-use crate::stats::{cpu_seconds, load_average, median, new_histogram, peak_rss_mib, quantile_us};
+use crate::run::{Meter, RecordSize, RunKind, RunResult};
+use crate::stats::{cpu_seconds, load_average, new_histogram, quantile_us};
 use crate::AnyResult;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -61,7 +60,8 @@ impl CommitPattern {
         ))
     }
 
-    fn describe(&self) -> String {
+    /// A short description for labels and headers ("append_durable", "sync every 16", ...).
+    pub fn describe(&self) -> String {
         match self {
             CommitPattern::Every => "append_durable".into(),
             CommitPattern::SyncEvery(n) => format!("sync every {n}"),
@@ -244,6 +244,18 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
             done(baseline::bandwidth(&next_dir(), args.seconds)?);
         }
         for &w in &args.writers {
+            if !args.no_baseline && args.commit == CommitPattern::Every {
+                let plan = crate::ceiling::CeilingPlan {
+                    executors: args.shards,
+                    writers: w,
+                    record_bytes: args.record_bytes,
+                    seconds: args.seconds,
+                    pinned: !args.unbound,
+                };
+                let mut r = crate::ceiling::run(&next_dir(), plan)?;
+                r.geometry = Some((args.shards, w));
+                done(r);
+            }
             for &publishing in &args.publishing {
                 for &via in &args.via {
                     let dir = next_dir();
@@ -254,7 +266,10 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
                         }
                     };
                     std::fs::remove_dir_all(&dir)?;
-                    done(r);
+                    done(RunResult {
+                        geometry: Some((args.shards, w)),
+                        ..r
+                    });
                 }
             }
             #[cfg(feature = "peers")]
@@ -266,14 +281,17 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
                     let r =
                         crate::peers::run(&peer, &dir, threads, args.record_bytes, args.seconds)?;
                     std::fs::remove_dir_all(&dir)?;
-                    done(r);
+                    done(RunResult {
+                        geometry: Some((args.shards, w)),
+                        ..r
+                    });
                 }
             }
         }
     }
-    report(args, &results, &load_start)?;
+    crate::report::report(args, &results, &load_start)?;
     if let Some(path) = &args.plot {
-        let picks = median_runs(&results);
+        let picks = crate::report::median_runs(&results);
         let title = format!(
             "shardwal bench: {} shards, {}-byte records, {}",
             args.shards,
@@ -299,247 +317,6 @@ fn one_line(r: &RunResult) -> String {
         r.segments_recycled,
         r.segments_prepared
     )
-}
-
-/// Labels in first-seen order.
-fn labels(results: &[RunResult]) -> Vec<&str> {
-    let mut out: Vec<&str> = Vec::new();
-    for r in results {
-        if !out.contains(&r.label.as_str()) {
-            out.push(&r.label);
-        }
-    }
-    out
-}
-
-/// For each label, the run whose throughput is the median of its rounds.
-fn median_runs(results: &[RunResult]) -> Vec<&RunResult> {
-    labels(results)
-        .into_iter()
-        .map(|l| {
-            let mut runs: Vec<&RunResult> = results.iter().filter(|r| r.label == l).collect();
-            runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
-            runs[runs.len() / 2]
-        })
-        .collect()
-}
-
-#[derive(Serialize)]
-struct JsonReport<'a> {
-    shards: u32,
-    writers_per_shard: &'a [usize],
-    record_bytes: String,
-    durability: String,
-    commit: String,
-    seconds_per_run: Option<f64>,
-    records_per_run: Option<u64>,
-    rounds: usize,
-    runs: Vec<RunSummary>,
-    buffers_registered: Option<bool>,
-    peak_rss_mib: f64,
-    load_average_start: &'a str,
-    load_average_end: String,
-}
-
-fn summarize(label: &str, runs: &[&RunResult], device: f64) -> RunSummary {
-    let m = |f: &dyn Fn(&RunResult) -> f64| median(runs.iter().map(|r| f(r)).collect());
-    let q = |quantile: f64| m(&|r| quantile_us(&r.latency_ns, quantile));
-    let rate = m(&|r| r.rate());
-    RunSummary {
-        label: label.to_string(),
-        rounds: runs.len(),
-        appends_per_sec: rate,
-        mb_per_sec: m(&|r| r.bytes as f64 / r.seconds / 1e6),
-        fdatasyncs_per_sec: m(&|r| r.fdatasyncs as f64 / r.seconds),
-        records_per_flush: m(&|r| r.ops as f64 / r.flushes as f64),
-        records_per_fdatasync: m(&|r| r.ops as f64 / r.fdatasyncs as f64),
-        latency_us: LatencySummary {
-            p50: q(0.5),
-            p90: q(0.9),
-            p99: q(0.99),
-            p99_9: q(0.999),
-            max: m(&|r| r.latency_ns.max() as f64 / 1e3),
-        },
-        cpu_us_per_record: m(&|r| r.cpu_seconds * 1e6 / r.ops.max(1) as f64),
-        ratio_to_device_loop: (device > 0.0).then(|| rate / device),
-        cut_reads_per_sec: runs
-            .iter()
-            .all(|r| r.cut_reads_per_sec.is_some())
-            .then(|| m(&|r| r.cut_reads_per_sec.unwrap_or(0.0))),
-    }
-}
-
-fn report(args: &BenchArgs, results: &[RunResult], load_start: &str) -> AnyResult<()> {
-    let rate_of = |label: &str| {
-        median(
-            results
-                .iter()
-                .filter(|r| r.label == label)
-                .map(|r| r.rate())
-                .collect(),
-        )
-    };
-    let device = rate_of(baseline::SYNC_LOOP);
-    let bandwidth_mb = median(
-        results
-            .iter()
-            .filter(|r| r.label == baseline::BANDWIDTH)
-            .map(|r| r.bytes as f64 / r.seconds / 1e6)
-            .collect(),
-    );
-    let summaries: Vec<RunSummary> = labels(results)
-        .into_iter()
-        .map(|l| {
-            let runs: Vec<&RunResult> = results.iter().filter(|r| r.label == l).collect();
-            summarize(
-                l,
-                &runs,
-                if l == baseline::BANDWIDTH {
-                    0.0
-                } else {
-                    device
-                },
-            )
-        })
-        .collect();
-    let registered = results.iter().find_map(|r| r.registered);
-    if args.json {
-        let j = JsonReport {
-            shards: args.shards,
-            writers_per_shard: &args.writers,
-            record_bytes: args.record_bytes.to_string(),
-            durability: format!("{:?}", args.durability),
-            commit: args.commit.describe(),
-            seconds_per_run: args.records.is_none().then_some(args.seconds),
-            records_per_run: args.records,
-            rounds: args.rounds,
-            runs: summaries,
-            buffers_registered: registered,
-            peak_rss_mib: peak_rss_mib(),
-            load_average_start: load_start,
-            load_average_end: load_average(),
-        };
-        println!("{}", serde_json::to_string_pretty(&j)?);
-        return Ok(());
-    }
-    println!();
-    println!(
-        "{:<46} {:>11} {:>8} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8} {:>8} {:>8}",
-        "run (medians over rounds)",
-        "ops/s",
-        "MB/s",
-        "fsyncs/s",
-        "rec/flush",
-        "rec/fsync",
-        "p50 us",
-        "p90 us",
-        "p99 us",
-        "p99.9 us",
-        "max us",
-        "cpu us/op",
-        "x fsync",
-        "x seq bw"
-    );
-    for s in &summaries {
-        let ratio = |v: Option<f64>| v.map_or("-".to_string(), |r| format!("{r:.2}"));
-        // Counts a run could not observe (peers report no flushes or fdatasyncs) show "-".
-        let known = |v: f64, decimals: usize| {
-            if v.is_finite() && s.fdatasyncs_per_sec > 0.0 {
-                format!("{v:.decimals$}")
-            } else {
-                "-".to_string()
-            }
-        };
-        // Runs that measure no commit latency (the bandwidth test) show "-".
-        let us = |v: f64| {
-            if s.latency_us.max > 0.0 {
-                format!("{v:.1}")
-            } else {
-                "-".to_string()
-            }
-        };
-        let bw = (bandwidth_mb > 0.0 && s.label != baseline::SYNC_LOOP)
-            .then(|| s.mb_per_sec / bandwidth_mb);
-        println!(
-            "{:<46} {:>11.0} {:>8.1} {:>9} {:>9} {:>9} {:>8} {:>8} {:>8} {:>9} {:>9} {:>8.2} {:>8} {:>8}",
-            s.label,
-            s.appends_per_sec,
-            s.mb_per_sec,
-            known(s.fdatasyncs_per_sec, 0),
-            known(s.records_per_flush, 1),
-            known(s.records_per_fdatasync, 1),
-            us(s.latency_us.p50),
-            us(s.latency_us.p90),
-            us(s.latency_us.p99),
-            us(s.latency_us.p99_9),
-            us(s.latency_us.max),
-            s.cpu_us_per_record,
-            ratio(s.ratio_to_device_loop),
-            ratio(bw),
-        );
-    }
-    if let Some(reg) = registered {
-        println!(
-            "flush buffers in io_uring-registered memory: {}",
-            if reg {
-                "yes"
-            } else {
-                "no (memlock limit too small?)"
-            }
-        );
-    }
-    for s in &summaries {
-        if let Some(c) = s.cut_reads_per_sec {
-            println!(
-                "{}: a second process took {c:.0} consistent cuts/s from the shared header",
-                s.label
-            );
-        }
-    }
-    publishing_cost(&summaries);
-    client_cost(&summaries);
-    println!(
-        "peak RSS {:.1} MiB; load average at start {load_start}, at end {}",
-        peak_rss_mib(),
-        load_average()
-    );
-    Ok(())
-}
-
-/// With `--publishing on,off`: each configuration's throughput with publishing as a ratio
-/// of the same configuration without it (medians of the interleaved rounds).
-fn publishing_cost(summaries: &[RunSummary]) {
-    for on in summaries {
-        let off_label = format!("{} (no publish)", on.label);
-        if let Some(off) = summaries.iter().find(|s| s.label == off_label) {
-            println!(
-                "{}: publishing on/off throughput ratio {:.3} ({:.0} vs {:.0} appends/s)",
-                on.label,
-                on.appends_per_sec / off.appends_per_sec,
-                on.appends_per_sec,
-                off.appends_per_sec
-            );
-        }
-    }
-}
-
-/// With `--via shard,client`: each configuration's throughput through the client as a ratio
-/// of the same configuration with the writers inside the shards (medians of the rounds).
-fn client_cost(summaries: &[RunSummary]) {
-    for client in summaries {
-        let Some(shard_label) = client.label.strip_suffix(" via client") else {
-            continue;
-        };
-        if let Some(shard) = summaries.iter().find(|s| s.label == shard_label) {
-            println!(
-                "{}: client/in-shard throughput ratio {:.3} ({:.0} vs {:.0} appends/s)",
-                shard_label,
-                client.appends_per_sec / shard.appends_per_sec,
-                client.appends_per_sec,
-                shard.appends_per_sec
-            );
-        }
-    }
 }
 
 /// The bench's flush buffer size when `--flush-buffer-bytes` is not given: 1 MiB, or for
@@ -569,6 +346,11 @@ struct ShardOutcome {
     metrics_before: shardwal::ShardMetrics,
     metrics_after: shardwal::ShardMetrics,
     registered: bool,
+    /// From asking for the log (`shardwal::spawn`) to this shard being open.
+    opened_after: Duration,
+    /// The first durable commit right after opening (one record, before the measured
+    /// window, so a log that is still preparing its first segment shows it here).
+    first_commit: Duration,
 }
 
 /// The log configuration every shardwal run of `args` uses, in directory `dir`.
@@ -661,9 +443,14 @@ fn wal_run(
     let barrier = Arc::new(std::sync::Barrier::new(args.shards as usize + 1));
     let b = barrier.clone();
     let shard_counter = counter.clone();
+    let asked_at = Instant::now();
     let handle = shardwal::spawn(config, move |shard| {
         let (b, counter) = (b.clone(), shard_counter.clone());
         async move {
+            let opened_after = asked_at.elapsed();
+            let first = Instant::now();
+            shard.append_durable(b"first commit after open").await?;
+            let first_commit = first.elapsed();
             b.wait();
             let deadline = match quota {
                 Some(_) => None,
@@ -676,6 +463,8 @@ fn wal_run(
                 metrics_before: shard.metrics(),
                 metrics_after: shard.metrics(),
                 registered: shard.buffers_registered(),
+                opened_after,
+                first_commit,
             }));
             let tasks: Vec<_> = (0..writers)
                 .map(|w| {
@@ -743,7 +532,11 @@ fn wal_run(
     let (start, cpu0) = (Instant::now(), cpu_seconds());
     let outcomes = handle.join()?;
     let elapsed = start.elapsed().as_secs_f64();
-    let mut r = RunResult::new(label, if quota.is_some() { elapsed } else { seconds });
+    let mut r = RunResult::new(
+        label,
+        RunKind::Shardwal,
+        if quota.is_some() { elapsed } else { seconds },
+    );
     r.cpu_seconds = cpu_seconds() - cpu0;
     r.timeline = meter.finish();
     if let Some(c) = cut_reader {
@@ -753,6 +546,11 @@ fn wal_run(
     r.latency_ns = new_histogram();
     for o in outcomes {
         let o = o?;
+        let slowest = |v: Option<f64>, d: Duration, unit: f64| {
+            Some(v.unwrap_or(0.0).max(d.as_secs_f64() * unit))
+        };
+        r.open_ms = slowest(r.open_ms, o.opened_after, 1e3);
+        r.first_commit_us = slowest(r.first_commit_us, o.first_commit, 1e6);
         r.ops += o.ops;
         r.bytes += o.bytes;
         let (a, b) = (o.metrics_after, o.metrics_before);

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use shardwal::{ShardId, Wal, WalConfig};
 
-use crate::run::{Meter, RecordSize, RunResult};
+use crate::run::{Meter, RecordSize, RunKind, RunResult};
 use crate::stats::{cpu_seconds, LatencySamples, SharedHistogram};
 use crate::AnyResult;
 
@@ -73,7 +73,7 @@ pub fn run(plan: ClientPlan<'_>, dir: &Path) -> AnyResult<RunResult> {
     let close = wal.close();
     let bytes = outcome?;
     close?;
-    let mut r = RunResult::new(plan.label, plan.seconds);
+    let mut r = RunResult::new(plan.label, RunKind::ShardwalClient, plan.seconds);
     // Every task has ended, so its samples were folded when its writer dropped.
     r.latency_ns = latency_ns.snapshot();
     r.ops = r.latency_ns.len();

@@ -6,8 +6,9 @@
 //!
 //! - [`bench`]: `shardwal bench`, durable appends from S shards × W writers, interleaved round
 //!   by round with the device baselines ([`baseline`]), the peers ([`peers`], feature `peers`)
-//!   and, with `--via client`, the same writers as tokio tasks behind the `Send` client
+//!   and the bare group-commit ceiling of the same geometry ([`ceiling`]), and, with `--via client`, the same writers as tokio tasks behind the `Send` client
 //!   ([`client_bench`]); the report prints medians, ratios and an SVG plot ([`plot`]).
+//! - [`report`]: medians over the rounds, ratios, the table and `--json`.
 //! - [`run`]: what one measured run produces (`RunResult`) and the live meter.
 //! - [`stats`]: median, histogram percentiles, load average, CPU time, peak RSS.
 //! - [`inspect`], [`verify`]: the read-only tools; [`cut_reader`] is the second process of
@@ -15,12 +16,14 @@
 
 pub mod baseline;
 pub mod bench;
+pub mod ceiling;
 pub mod client_bench;
 pub mod cut_reader;
 pub mod inspect;
 #[cfg(feature = "peers")]
 pub mod peers;
 pub mod plot;
+pub mod report;
 pub mod run;
 pub mod stats;
 pub mod verify;

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::SmallRng;
 use rand::{RngCore, SeedableRng};
 
-use crate::run::{Meter, RecordSize, RunResult};
+use crate::run::{Meter, RecordSize, RunKind, RunResult};
 use crate::stats::{cpu_seconds, SharedHistogram};
 use crate::AnyResult;
 
@@ -413,7 +413,7 @@ where
         (outcomes, cpu, meter.finish())
     });
 
-    let mut result = RunResult::new(label, seconds);
+    let mut result = RunResult::new(label, RunKind::Peer, seconds);
     for outcome in outcomes {
         let outcome = outcome.map_err(|e| -> Box<dyn Error> { e })?;
         result.bytes += outcome.bytes;

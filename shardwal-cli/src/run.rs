@@ -14,10 +14,35 @@ use serde::Serialize;
 /// How often the meter samples throughput (the timeline's resolution).
 pub const SAMPLE_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Which kind of system a run measured (the report compares kinds with each other).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// A device loop (4 KiB write + fdatasync, sequential bandwidth).
+    Device,
+    /// The bare group-commit loop of the same geometry as a shardwal run.
+    Ceiling,
+    /// shardwal, writers inside the shards.
+    Shardwal,
+    /// shardwal, writers as tokio tasks through the client.
+    ShardwalClient,
+    /// Another log (`--peers`).
+    Peer,
+}
+
 /// One measured run.
 pub struct RunResult {
     /// What ran, e.g. "shardwal 2x16 append_durable" or "okaywal 16 threads".
     pub label: String,
+    /// Which kind of system ran.
+    pub kind: RunKind,
+    /// `(shards, writers per shard)` for runs with that shape (a peer with T threads in a
+    /// shardwal comparison of S shards runs T = S × W); None for the device loops.
+    pub geometry: Option<(u32, usize)>,
+    /// Milliseconds from asking for the log to every shard open (shardwal runs).
+    pub open_ms: Option<f64>,
+    /// Microseconds the first durable commit took right after opening, slowest shard.
+    pub first_commit_us: Option<f64>,
     /// Records made durable inside the measured window.
     pub ops: u64,
     /// Payload bytes of those records.
@@ -51,9 +76,13 @@ pub struct RunResult {
 
 impl RunResult {
     /// An empty result for `label`, to fill in.
-    pub fn new(label: impl Into<String>, seconds: f64) -> RunResult {
+    pub fn new(label: impl Into<String>, kind: RunKind, seconds: f64) -> RunResult {
         RunResult {
             label: label.into(),
+            kind,
+            geometry: None,
+            open_ms: None,
+            first_commit_us: None,
             ops: 0,
             bytes: 0,
             fdatasyncs: 0,
@@ -156,6 +185,9 @@ impl Drop for Meter {
 #[derive(Serialize)]
 pub struct RunSummary {
     pub label: String,
+    pub kind: RunKind,
+    /// `(shards, writers per shard)`, where the run has that shape.
+    pub geometry: Option<(u32, usize)>,
     pub rounds: usize,
     pub appends_per_sec: f64,
     pub mb_per_sec: f64,
@@ -165,6 +197,12 @@ pub struct RunSummary {
     pub latency_us: LatencySummary,
     pub cpu_us_per_record: f64,
     pub ratio_to_device_loop: Option<f64>,
+    /// Throughput as a fraction of the bare group-commit ceiling of the same geometry.
+    pub x_ceiling: Option<f64>,
+    /// Median milliseconds to open every shard (shardwal runs).
+    pub open_ms: Option<f64>,
+    /// Median microseconds of the first durable commit after opening (shardwal runs).
+    pub first_commit_us: Option<f64>,
     pub cut_reads_per_sec: Option<f64>,
 }
 
