@@ -40,7 +40,8 @@ const LEGEND_MAX_CHARS: usize = 120;
 /// The font every text uses.
 const FONT: &str = "sans-serif";
 
-/// Distinct line colours (matplotlib's "tab10"), used in turn; run 11 reuses the first.
+/// Distinct line colours (matplotlib's "tab10"), used in turn; runs 11-20 reuse them with
+/// dashed lines, runs 21-30 solid again, and so on (see [`dashed`]).
 const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
@@ -70,7 +71,8 @@ const NINES_STEP: f64 = 0.02;
 ///    against the percentile on a "nines" axis (`-log10(1 - q)`, labelled 50, 90, 99, 99.9,
 ///    ...), each line ending at its run's maximum.
 ///
-/// One legend below both charts names the runs, up to ten in distinct colours. Runs without
+/// One legend below both charts names the runs: ten colours, solid for runs 1-10, dashed for
+/// 11-20, then again. Runs without
 /// samples get a legend entry but no line; a chart with nothing to draw says "no samples".
 pub fn write_svg(path: &Path, title: &str, runs: &[&RunResult]) -> AnyResult<()> {
     let legend = LegendLayout::new(runs);
@@ -92,6 +94,15 @@ pub fn write_svg(path: &Path, title: &str, runs: &[&RunResult]) -> AnyResult<()>
 fn color(i: usize) -> RGBColor {
     PALETTE[i % PALETTE.len()]
 }
+
+/// Whether the `i`-th run is drawn dashed: every second pass through the palette, so 20
+/// runs (a `--peers` run with 4 writer counts has 16) still look different from each other.
+fn dashed(i: usize) -> bool {
+    (i / PALETTE.len()) % 2 == 1
+}
+
+/// Dash and gap length of a dashed line, in pixels.
+const DASH_PX: u32 = 6;
 
 /// Line width: thinner when many noisy lines share a chart.
 fn stroke(runs: usize) -> u32 {
@@ -174,7 +185,7 @@ fn draw_throughput(area: &Area<'_>, runs: &[&RunResult]) -> AnyResult<()> {
 
     let width = stroke(runs.len());
     for (i, line) in lines.iter().enumerate() {
-        draw_line(&mut chart, line, color(i).stroke_width(width))?;
+        draw_line(&mut chart, line, color(i).stroke_width(width), dashed(i))?;
     }
     if points().next().is_none() {
         no_samples(&mut chart)?;
@@ -224,7 +235,7 @@ fn draw_latency(area: &Area<'_>, runs: &[&RunResult]) -> AnyResult<()> {
     let width = stroke(runs.len()).max(2);
     for (i, curve) in curves.iter().enumerate() {
         let shown: Vec<(f64, f64)> = curve.iter().copied().filter(|p| p.0 <= nines).collect();
-        draw_line(&mut chart, &shown, color(i).stroke_width(width))?;
+        draw_line(&mut chart, &shown, color(i).stroke_width(width), dashed(i))?;
     }
     if points().next().is_none() {
         no_samples(&mut chart)?;
@@ -232,11 +243,12 @@ fn draw_latency(area: &Area<'_>, runs: &[&RunResult]) -> AnyResult<()> {
     Ok(())
 }
 
-/// Draws `points` as a line, or as a dot when there is only one.
+/// Draws `points` as a line (dashed or solid), or as a dot when there is only one.
 fn draw_line<DB: DrawingBackend, X: Ranged<ValueType = f64>, Y: Ranged<ValueType = f64>>(
     chart: &mut ChartContext<'_, DB, Cartesian2d<X, Y>>,
     points: &[(f64, f64)],
     style: ShapeStyle,
+    dashed: bool,
 ) -> AnyResult<()>
 where
     DB::ErrorType: 'static,
@@ -245,6 +257,10 @@ where
         [] => {}
         [only] => {
             chart.draw_series(std::iter::once(Circle::new(*only, 3, style.filled())))?;
+        }
+        _ if dashed => {
+            let series = DashedLineSeries::new(points.iter().copied(), DASH_PX, DASH_PX, style);
+            chart.draw_series(series)?;
         }
         _ => {
             chart.draw_series(LineSeries::new(points.iter().copied(), style))?;
@@ -437,10 +453,18 @@ impl LegendLayout {
         for (i, run) in runs.iter().enumerate() {
             let x = (left + (i % self.columns) as u32 * self.column_width) as i32;
             let y = ((i / self.columns) as u32 * LEGEND_ROW + LEGEND_ROW / 2 + 4) as i32;
-            area.draw(&PathElement::new(
-                vec![(x, y), (x + Self::SWATCH as i32, y)],
-                color(i).stroke_width(3),
-            ))?;
+            let swatch = color(i).stroke_width(3);
+            let end = x + Self::SWATCH as i32;
+            if dashed(i) {
+                let mut from = x;
+                while from < end {
+                    let to = (from + DASH_PX as i32).min(end);
+                    area.draw(&PathElement::new(vec![(from, y), (to, y)], swatch))?;
+                    from = to + DASH_PX as i32;
+                }
+            } else {
+                area.draw(&PathElement::new(vec![(x, y), (end, y)], swatch))?;
+            }
             area.draw(&Text::new(
                 legend_label(&run.label),
                 (x + Self::SWATCH as i32 + 8, y),
@@ -512,6 +536,39 @@ fn format_percentile(nines: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn twenty_runs_get_twenty_looks_and_all_reach_the_svg() {
+        let looks: std::collections::HashSet<_> = (0..20)
+            .map(|i| {
+                let c = color(i);
+                (c.0, c.1, c.2, dashed(i))
+            })
+            .collect();
+        assert_eq!(looks.len(), 20);
+        let runs: Vec<RunResult> = (0..16)
+            .map(|i| {
+                let mut r =
+                    RunResult::new(format!("run number {i}"), crate::run::RunKind::Peer, 1.0);
+                r.timeline = (0..10)
+                    .map(|t| (t as f64 * 0.1, 100 * (i + 1) as u64))
+                    .collect();
+                for ns in 1..1000u64 {
+                    r.latency_ns.record(ns * 1000 * (i + 1) as u64).unwrap();
+                }
+                r
+            })
+            .collect();
+        let refs: Vec<&RunResult> = runs.iter().collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.svg");
+        write_svg(&path, "sixteen runs", &refs).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        for i in 0..16 {
+            // Each label is a text element of its own line (so "1" does not match "10").
+            assert!(svg.contains(&format!("run number {i}\n")), "legend {i}");
+        }
+    }
 
     #[test]
     fn labels() {
