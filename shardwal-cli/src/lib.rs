@@ -2,10 +2,10 @@
 //! `shardwal` binary.
 //!
 //! Everything that measures lives here, once: the binary, the library's own `benches/` and
-//! any future benchmark use the same helpers ([`stats`]) and the same report ([`bench`]).
+//! any future benchmark use the same helpers ([`stats`]) and the same report ([`report`]).
 //!
-//! - [`bench`]: `shardwal bench`, durable appends from S shards × W writers, interleaved round
-//!   by round with the device baselines ([`baseline`]), the peers ([`peers`], feature `peers`)
+//! - [`bench`](mod@bench): `shardwal bench`, durable appends from S shards × W writers, interleaved round
+//!   by round with the device baselines ([`baseline`]), the peers (`peers`, feature `peers`)
 //!   and the bare group-commit ceiling of the same geometry ([`ceiling`]), and, with `--via client`, the same writers as tokio tasks behind the `Send` client
 //!   ([`client_bench`]); the report prints medians, ratios and an SVG plot ([`plot`]).
 //! - [`report`]: medians over the rounds, ratios, the table and `--json`.

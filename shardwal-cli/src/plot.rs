@@ -10,7 +10,7 @@
 //!   y axis is logarithmic, so runs whose latencies differ by orders of magnitude stay
 //!   readable. Each curve ends at its run's maximum, which is as far as its samples reach.
 //!
-//! Both axes of the latency chart use [`TickedAxis`], a small coordinate type with grid lines
+//! Both axes of the latency chart use `TickedAxis`, a small coordinate type with grid lines
 //! picked here, because plotters' own log axis labels nothing when the range holds no power
 //! of ten.
 
