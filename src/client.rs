@@ -451,18 +451,8 @@ impl Pending {
     }
 }
 
-fn same_error(e: &Error, shard: ShardId) -> Error {
-    match e {
-        Error::ShardFailed { shard, cause } => Error::ShardFailed {
-            shard: *shard,
-            cause: cause.clone(),
-        },
-        Error::Closed { shard } => Error::Closed { shard: *shard },
-        other => Error::ShardFailed {
-            shard,
-            cause: other.to_string().into(),
-        },
-    }
+fn same_error(e: &Error, _shard: ShardId) -> Error {
+    e.clone()
 }
 
 /// Completes pending requests as the durable watermark passes them.

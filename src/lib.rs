@@ -79,7 +79,7 @@ pub mod storage;
 
 pub use client::{shard_for_key, Client, ClientFuture, Wal};
 pub use config::{CpuPlacement, Durability, WalConfig, WalConfigBuilder};
-pub use error::{Error, Result};
+pub use error::{Error, FailedOp, Result, ShardFailure};
 pub use lsn::{Cut, Lsn, ShardId};
 pub use metrics::ShardMetrics;
 pub use reader::{LogReader, Record};
