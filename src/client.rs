@@ -336,11 +336,12 @@ impl Client {
         )
     }
 
-    /// Resolves once `shard` is durable up to `lsn`.
+    /// Resolves once `shard` is durable up to `lsn`, to the shard's durable LSN then (at
+    /// least `lsn`).
     ///
     /// Errors: [`Error::LsnNotAppended`], [`Error::ShardFailed`], [`Error::Closed`].
-    pub fn wait_for(&self, shard: ShardId, lsn: Lsn) -> ClientFuture<()> {
-        self.request(shard, |reply| Request::Wait { lsn, reply }, |_| ())
+    pub fn wait_for(&self, shard: ShardId, lsn: Lsn) -> ClientFuture<Lsn> {
+        self.request(shard, |reply| Request::Wait { lsn, reply }, |l| l)
     }
 
     /// Resolves once every shard is durable up to its entry in `cut`.
@@ -493,7 +494,7 @@ async fn complete(shard: Shard, inbox: Arc<Inbox>, pending: Rc<std::cell::RefCel
                 while i < p.waits.len() {
                     if p.waits[i].lsn <= durable {
                         let r = p.waits.swap_remove(i);
-                        let _ = r.reply.send(Ok(r.lsn));
+                        let _ = r.reply.send(Ok(durable));
                     } else {
                         i += 1;
                     }
@@ -546,7 +547,7 @@ pub(crate) async fn serve(shard: Shard, inbox: Arc<Inbox>) -> Result<Lsn> {
                             last_appended: shard.last_appended_lsn(),
                         }));
                     } else if lsn <= shard.durable_lsn() && !shard.is_failed() {
-                        let _ = reply.send(Ok(lsn));
+                        let _ = reply.send(Ok(shard.durable_lsn()));
                     } else {
                         let mut p = pending.borrow_mut();
                         p.waits.push(PendingReply { lsn, reply });

@@ -65,6 +65,7 @@ pub mod commit;
 pub mod config;
 pub mod error;
 pub(crate) mod flusher;
+mod lifecycle;
 pub mod lsn;
 pub mod metrics;
 pub mod reader;
