@@ -336,11 +336,12 @@ impl Client {
         )
     }
 
-    /// Resolves once `shard` is durable up to `lsn`.
+    /// Resolves once `shard` is durable up to `lsn`, to the shard's durable LSN then (at
+    /// least `lsn`).
     ///
     /// Errors: [`Error::LsnNotAppended`], [`Error::ShardFailed`], [`Error::Closed`].
-    pub fn wait_for(&self, shard: ShardId, lsn: Lsn) -> ClientFuture<()> {
-        self.request(shard, |reply| Request::Wait { lsn, reply }, |_| ())
+    pub fn wait_for(&self, shard: ShardId, lsn: Lsn) -> ClientFuture<Lsn> {
+        self.request(shard, |reply| Request::Wait { lsn, reply }, |l| l)
     }
 
     /// Resolves once every shard is durable up to its entry in `cut`.
@@ -451,18 +452,8 @@ impl Pending {
     }
 }
 
-fn same_error(e: &Error, shard: ShardId) -> Error {
-    match e {
-        Error::ShardFailed { shard, cause } => Error::ShardFailed {
-            shard: *shard,
-            cause: cause.clone(),
-        },
-        Error::Closed { shard } => Error::Closed { shard: *shard },
-        other => Error::ShardFailed {
-            shard,
-            cause: other.to_string().into(),
-        },
-    }
+fn same_error(e: &Error, _shard: ShardId) -> Error {
+    e.clone()
 }
 
 /// Completes pending requests as the durable watermark passes them.
@@ -503,7 +494,7 @@ async fn complete(shard: Shard, inbox: Arc<Inbox>, pending: Rc<std::cell::RefCel
                 while i < p.waits.len() {
                     if p.waits[i].lsn <= durable {
                         let r = p.waits.swap_remove(i);
-                        let _ = r.reply.send(Ok(r.lsn));
+                        let _ = r.reply.send(Ok(durable));
                     } else {
                         i += 1;
                     }
@@ -556,7 +547,7 @@ pub(crate) async fn serve(shard: Shard, inbox: Arc<Inbox>) -> Result<Lsn> {
                             last_appended: shard.last_appended_lsn(),
                         }));
                     } else if lsn <= shard.durable_lsn() && !shard.is_failed() {
-                        let _ = reply.send(Ok(lsn));
+                        let _ = reply.send(Ok(shard.durable_lsn()));
                     } else {
                         let mut p = pending.borrow_mut();
                         p.waits.push(PendingReply { lsn, reply });

@@ -5,13 +5,26 @@
 //! |---|---|---|
 //! | `shard_count` | CPUs available to the process | 1 ..= 1024 |
 //! | `placement` | [`CpuPlacement::PinnedPerShard`] | pinned shard `i` runs on CPU `i % cpus` |
-//! | `segment_bytes` | 64 MiB | multiple of 4 KiB, >= `flush_buffer_bytes + 4 KiB`, <= 1 TiB |
-//! | `flush_buffer_bytes` | 1 MiB | power of two, 8 KiB ..= 64 MiB |
+//! | `segment_bytes` | 64 MiB, or `2 × flush_buffer_bytes` when that is more | multiple of 4 KiB, >= `flush_buffer_bytes + 4 KiB`, <= 1 TiB |
+//! | `flush_buffer_bytes` | 1 MiB, grown to fit `max_record_bytes` and shrunk to fit `segment_bytes` | power of two, 8 KiB ..= 64 MiB |
 //! | `flush_buffer_count` | 4 | 2 ..= 64 |
-//! | `max_record_bytes` | 512 KiB | 1 ..= `flush_buffer_bytes - 4160` |
+//! | `max_record_bytes` | 512 KiB, or `flush_buffer_bytes - 4160` when that is less | 1 ..= `flush_buffer_bytes - 4160` |
 //! | `durability` | [`Durability::Fdatasync`] | |
 //! | `publish_positions` | `true` | `false` only to measure what publishing costs |
 //! | `recycled_segment_count` | 2 | 0 ..= 64 (0: never recycle) |
+//!
+//! # Defaults follow what you set
+//! `segment_bytes`, `flush_buffer_bytes` and `max_record_bytes` depend on each other. A value
+//! you leave out is derived from the ones you set, so that any one of them set alone builds:
+//! 1. `flush_buffer_bytes`, unless set: 1 MiB; doubled while a record of `max_record_bytes`
+//!    (when set) would not fit in one buffer; then halved while a buffer and the segment
+//!    header block would not fit in `segment_bytes` (when set), down to 8 KiB.
+//! 2. `segment_bytes`, unless set: 64 MiB, or `2 × flush_buffer_bytes` when that is more.
+//! 3. `max_record_bytes`, unless set: 512 KiB, or the most one buffer holds when that is
+//!    less.
+//!
+//! Only values you set yourself can contradict each other (for example 1 MiB segments with
+//! 1 MiB flush buffers); then [`WalConfigBuilder::build`] names the first one it checks.
 
 use std::path::{Path, PathBuf};
 
@@ -72,17 +85,18 @@ impl WalConfig {
             dir: dir.into(),
             shard_count: None,
             placement: CpuPlacement::default(),
-            segment_bytes: 64 << 20,
-            flush_buffer_bytes: 1 << 20,
+            segment_bytes: None,
+            flush_buffer_bytes: None,
             flush_buffer_count: 4,
-            max_record_bytes: 512 << 10,
+            max_record_bytes: None,
             durability: Durability::default(),
             publish_positions: true,
             recycled_segment_count: 2,
         }
     }
 
-    /// The log directory.
+    /// The log directory, as an absolute path: a relative one given to the builder was
+    /// resolved against the working directory when [`WalConfigBuilder::build`] ran.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -149,13 +163,64 @@ pub struct WalConfigBuilder {
     dir: PathBuf,
     shard_count: Option<u32>,
     placement: CpuPlacement,
-    segment_bytes: u64,
-    flush_buffer_bytes: usize,
+    /// `None`: derived from the others (see the module docs), like the other two below.
+    segment_bytes: Option<u64>,
+    flush_buffer_bytes: Option<usize>,
     flush_buffer_count: usize,
-    max_record_bytes: usize,
+    max_record_bytes: Option<usize>,
     durability: Durability,
     publish_positions: bool,
     recycled_segment_count: usize,
+}
+
+/// The default flush buffer size, when nothing else asks for another one.
+const DEFAULT_FLUSH_BUFFER_BYTES: usize = 1 << 20;
+/// The default segment size, when the flush buffer size does not ask for more.
+const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
+/// The default record size limit, when the flush buffer size allows it.
+const DEFAULT_MAX_RECORD_BYTES: usize = 512 << 10;
+/// The smallest and largest flush buffers.
+const MIN_FLUSH_BUFFER_BYTES: usize = 8 << 10;
+const MAX_FLUSH_BUFFER_BYTES: usize = 64 << 20;
+const _: () =
+    assert!(DEFAULT_MAX_RECORD_BYTES <= DEFAULT_FLUSH_BUFFER_BYTES - FLUSH_BUFFER_OVERHEAD_BYTES);
+const _: () = assert!(DEFAULT_SEGMENT_BYTES >= (DEFAULT_FLUSH_BUFFER_BYTES + BLOCK_BYTES) as u64);
+const _: () = assert!(MIN_FLUSH_BUFFER_BYTES > FLUSH_BUFFER_OVERHEAD_BYTES);
+
+/// The three sizes that depend on each other, each as set (`Some`) or left to its default.
+#[derive(Copy, Clone, Debug)]
+struct Sizes {
+    segment_bytes: Option<u64>,
+    flush_buffer_bytes: Option<usize>,
+    max_record_bytes: Option<usize>,
+}
+
+impl Sizes {
+    /// Fills in the sizes that were not set, in the order of the module docs, from the ones
+    /// that were. Checks nothing: [`WalConfigBuilder::build`] checks the result.
+    fn resolve(self) -> (u64, usize, usize) {
+        let fb = self.flush_buffer_bytes.unwrap_or_else(|| {
+            let mut fb = DEFAULT_FLUSH_BUFFER_BYTES;
+            if let Some(max) = self.max_record_bytes {
+                while fb < MAX_FLUSH_BUFFER_BYTES && fb - FLUSH_BUFFER_OVERHEAD_BYTES < max {
+                    fb *= 2;
+                }
+            }
+            if let Some(sb) = self.segment_bytes {
+                while fb > MIN_FLUSH_BUFFER_BYTES && (fb + BLOCK_BYTES) as u64 > sb {
+                    fb /= 2;
+                }
+            }
+            fb
+        });
+        let sb = self
+            .segment_bytes
+            .unwrap_or_else(|| DEFAULT_SEGMENT_BYTES.max(2 * fb as u64));
+        let max = self.max_record_bytes.unwrap_or_else(|| {
+            DEFAULT_MAX_RECORD_BYTES.min(fb.saturating_sub(FLUSH_BUFFER_OVERHEAD_BYTES))
+        });
+        (sb, fb, max)
+    }
 }
 
 impl WalConfigBuilder {
@@ -169,14 +234,18 @@ impl WalConfigBuilder {
         self.placement = placement;
         self
     }
-    /// Size of each new segment file in bytes. Default 64 MiB.
+    /// Size of each new segment file in bytes. Default 64 MiB (or twice the flush buffer
+    /// size, when that is more). Setting it brings a flush buffer size and a record size
+    /// limit that fit, unless you set those too (see the module docs).
     pub fn segment_bytes(mut self, segment_bytes: u64) -> Self {
-        self.segment_bytes = segment_bytes;
+        self.segment_bytes = Some(segment_bytes);
         self
     }
-    /// Size of one flush buffer in bytes. Default 1 MiB.
+    /// Size of one flush buffer in bytes. Default 1 MiB, grown until a record of
+    /// `max_record_bytes` fits and shrunk until the buffer fits in `segment_bytes`, when
+    /// those are set (see the module docs).
     pub fn flush_buffer_bytes(mut self, flush_buffer_bytes: usize) -> Self {
-        self.flush_buffer_bytes = flush_buffer_bytes;
+        self.flush_buffer_bytes = Some(flush_buffer_bytes);
         self
     }
     /// Number of flush buffers per shard. Default 4.
@@ -184,9 +253,10 @@ impl WalConfigBuilder {
         self.flush_buffer_count = flush_buffer_count;
         self
     }
-    /// Largest record payload in bytes. Default 512 KiB.
+    /// Largest record payload in bytes. Default 512 KiB, or what one flush buffer holds
+    /// (`flush_buffer_bytes - 4160`) when that is less.
     pub fn max_record_bytes(mut self, max_record_bytes: usize) -> Self {
-        self.max_record_bytes = max_record_bytes;
+        self.max_record_bytes = Some(max_record_bytes);
         self
     }
     /// Durability mode. Default [`Durability::Fdatasync`].
@@ -214,12 +284,20 @@ impl WalConfigBuilder {
     }
 
     /// Checks every value and returns the configuration, or [`Error::InvalidConfig`] naming
-    /// the first value that is out of range.
+    /// the first value that is out of range. A relative directory is made absolute here,
+    /// against the current working directory ([`Error::Io`] when that cannot be read).
     pub fn build(self) -> Result<WalConfig> {
         let bad = |msg: String| Err(Error::InvalidConfig(msg));
         if self.dir.as_os_str().is_empty() {
             return bad("dir must not be empty".into());
         }
+        // Resolved once, here: glommio 0.9.0 opens directories with `openat(-1, path)`,
+        // which works only for absolute paths, and a later change of the working
+        // directory must not move the log. Symlinks stay in the path (the kernel follows
+        // them); the directory need not exist yet.
+        let dir = std::path::absolute(&self.dir)
+            .map_err(|e| Error::io("resolving the log directory", &self.dir, e))?;
+        debug_assert!(dir.is_absolute());
         let shard_count = match self.shard_count {
             Some(n) => n,
             None => std::thread::available_parallelism()
@@ -229,8 +307,14 @@ impl WalConfigBuilder {
         if !(1..=1024).contains(&shard_count) {
             return bad(format!("shard_count = {shard_count}: must be 1 ..= 1024"));
         }
-        let fb = self.flush_buffer_bytes;
-        if !fb.is_power_of_two() || !(8 << 10..=64 << 20).contains(&fb) {
+        let (sb, fb, max_record_bytes) = Sizes {
+            segment_bytes: self.segment_bytes,
+            flush_buffer_bytes: self.flush_buffer_bytes,
+            max_record_bytes: self.max_record_bytes,
+        }
+        .resolve();
+        if !fb.is_power_of_two() || !(MIN_FLUSH_BUFFER_BYTES..=MAX_FLUSH_BUFFER_BYTES).contains(&fb)
+        {
             return bad(format!(
                 "flush_buffer_bytes = {fb}: must be a power of two from 8 KiB to 64 MiB"
             ));
@@ -241,7 +325,6 @@ impl WalConfigBuilder {
                 self.flush_buffer_count
             ));
         }
-        let sb = self.segment_bytes;
         if !sb.is_multiple_of(BLOCK_BYTES as u64) || sb < (fb + BLOCK_BYTES) as u64 || sb > 1 << 40
         {
             return bad(format!(
@@ -250,10 +333,9 @@ impl WalConfigBuilder {
             ));
         }
         let limit = fb - FLUSH_BUFFER_OVERHEAD_BYTES;
-        if self.max_record_bytes == 0 || self.max_record_bytes > limit {
+        if max_record_bytes == 0 || max_record_bytes > limit {
             return bad(format!(
-                "max_record_bytes = {}: must be 1 ..= flush_buffer_bytes - {FLUSH_BUFFER_OVERHEAD_BYTES} = {limit}",
-                self.max_record_bytes
+                "max_record_bytes = {max_record_bytes}: must be 1 ..= flush_buffer_bytes - {FLUSH_BUFFER_OVERHEAD_BYTES} = {limit}"
             ));
         }
         if self.recycled_segment_count > 64 {
@@ -263,13 +345,13 @@ impl WalConfigBuilder {
             ));
         }
         Ok(WalConfig {
-            dir: self.dir,
+            dir,
             shard_count,
             placement: self.placement,
             segment_bytes: sb,
             flush_buffer_bytes: fb,
             flush_buffer_count: self.flush_buffer_count,
-            max_record_bytes: self.max_record_bytes,
+            max_record_bytes,
             durability: self.durability,
             publish_positions: self.publish_positions,
             recycled_segment_count: self.recycled_segment_count,
@@ -303,9 +385,21 @@ mod tests {
             (base().flush_buffer_bytes(4 << 10), "flush_buffer_bytes"),
             (base().flush_buffer_count(1), "flush_buffer_count"),
             (base().segment_bytes(1000), "segment_bytes"),
-            (base().segment_bytes(1 << 20), "segment_bytes"),
+            (
+                base().segment_bytes(1 << 20).flush_buffer_bytes(1 << 20),
+                "segment_bytes",
+            ),
+            (base().segment_bytes(8 << 10), "segment_bytes"),
             (base().max_record_bytes(0), "max_record_bytes"),
-            (base().max_record_bytes(1 << 20), "max_record_bytes"),
+            (
+                base().max_record_bytes(1 << 20).flush_buffer_bytes(1 << 20),
+                "max_record_bytes",
+            ),
+            (
+                base().max_record_bytes(1 << 20).segment_bytes(1 << 20),
+                "max_record_bytes",
+            ),
+            (base().max_record_bytes(64 << 20), "max_record_bytes"),
             (base().recycled_segment_count(65), "recycled_segment_count"),
         ];
         for (b, field) in cases {
@@ -314,6 +408,51 @@ mod tests {
                 other => panic!("{field}: expected InvalidConfig, got {other:?}"),
             }
         }
+    }
+
+    /// (segment, flush buffer, max record) as built from what was set.
+    fn sizes(b: WalConfigBuilder) -> (u64, usize, usize) {
+        let c = b.build().unwrap();
+        (
+            c.segment_bytes(),
+            c.flush_buffer_bytes(),
+            c.max_record_bytes(),
+        )
+    }
+
+    #[test]
+    fn defaults_follow_what_was_set() {
+        const OVERHEAD: usize = FLUSH_BUFFER_OVERHEAD_BYTES;
+        assert_eq!(sizes(base()), (64 << 20, 1 << 20, 512 << 10));
+        // A small segment brings a buffer that fits and the record limit of that buffer.
+        assert_eq!(
+            sizes(base().segment_bytes(1 << 20)),
+            (1 << 20, 512 << 10, (512 << 10) - OVERHEAD)
+        );
+        assert_eq!(
+            sizes(base().segment_bytes(12 << 10)),
+            (12 << 10, 8 << 10, (8 << 10) - OVERHEAD)
+        );
+        // A large record brings a buffer that holds it.
+        assert_eq!(
+            sizes(base().max_record_bytes(2 << 20)),
+            (64 << 20, 4 << 20, 2 << 20)
+        );
+        // A large buffer brings a segment that holds it.
+        assert_eq!(
+            sizes(base().flush_buffer_bytes(64 << 20)),
+            (128 << 20, 64 << 20, 512 << 10)
+        );
+        // A small buffer brings a record limit that fits it.
+        assert_eq!(
+            sizes(base().flush_buffer_bytes(64 << 10)),
+            (64 << 20, 64 << 10, (64 << 10) - OVERHEAD)
+        );
+        // Two set values that fit together are kept; the third follows them.
+        assert_eq!(
+            sizes(base().segment_bytes(1 << 20).max_record_bytes(100 << 10)),
+            (1 << 20, 512 << 10, 100 << 10)
+        );
     }
 
     #[test]

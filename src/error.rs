@@ -4,8 +4,16 @@
 //! went wrong and where (shard, file, offset, LSN). Bad input ([`Error::EmptyRecord`],
 //! [`Error::RecordTooLarge`], [`Error::InvalidConfig`], ...) is rejected before anything is
 //! written, so it never costs data.
+//!
+//! I/O failures stay typed: [`Error::Io`] keeps the operating system's [`std::io::Error`],
+//! and [`Error::ShardFailed`] carries a [`ShardFailure`] that says which operation failed
+//! ([`FailedOp`]), on which path, with which [`std::io::ErrorKind`]. A service tells a full
+//! disk from a dying one with [`Error::io_kind`], not by matching text. [`Error`] is
+//! `Clone` (the I/O errors are shared behind an [`Arc`]), so one failure can answer many
+//! waiting requests unchanged.
 
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::lsn::{Lsn, ShardId};
@@ -14,7 +22,7 @@ use crate::lsn::{Lsn, ShardId};
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in shardwal.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A configuration value is out of range or inconsistent with another one.
@@ -76,8 +84,10 @@ pub enum Error {
     ShardFailed {
         /// The shard.
         shard: ShardId,
-        /// The first I/O error the shard hit.
-        cause: Arc<str>,
+        /// The first I/O error the shard hit: the operation, the path and the
+        /// [`io::Error`] (see [`ShardFailure`]).
+        #[source]
+        cause: ShardFailure,
     },
 
     /// The shard was closed; it accepts nothing more.
@@ -94,9 +104,9 @@ pub enum Error {
         op: &'static str,
         /// The file or directory involved.
         path: PathBuf,
-        /// The error from the operating system.
+        /// The error from the operating system (shared, so that [`Error`] is `Clone`).
         #[source]
-        source: std::io::Error,
+        source: Arc<io::Error>,
     },
 
     /// A file in the log directory is not a shardwal segment (its magic number is wrong).
@@ -192,11 +202,155 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Error {
+    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Error {
         Error::Io {
             op,
             path: path.into(),
-            source,
+            source: Arc::new(source),
         }
+    }
+
+    /// The [`io::ErrorKind`] behind an [`Error::Io`] or an [`Error::ShardFailed`], for
+    /// example [`io::ErrorKind::StorageFull`] on a full disk; `None` for every other
+    /// variant.
+    pub fn io_kind(&self) -> Option<io::ErrorKind> {
+        match self {
+            Error::Io { source, .. } => Some(source.kind()),
+            Error::ShardFailed { cause, .. } => Some(cause.kind()),
+            _ => None,
+        }
+    }
+}
+
+/// The storage operation a shard was doing when it failed (see [`ShardFailure::op`]).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum FailedOp {
+    /// Writing a batch of records to a segment. A write that wrote fewer bytes than asked
+    /// (usually a full disk) is reported with [`io::ErrorKind::WriteZero`].
+    Write,
+    /// The fdatasync that makes completed writes durable. Never retried: after a failed
+    /// fdatasync the kernel may have dropped the dirty pages.
+    Fdatasync,
+    /// Preparing the next segment: creating it or recycling a spare, zero-filling it, and
+    /// syncing the shard directory.
+    PrepareSegment,
+    /// Renaming a truncated segment to a spare, during [`crate::Shard::truncate_before`].
+    Rename,
+    /// Removing a truncated segment, during [`crate::Shard::truncate_before`].
+    Remove,
+    /// Syncing the shard directory after truncation renamed or removed segments.
+    SyncDir,
+}
+
+impl FailedOp {
+    /// A short lower-case name for messages, for example `"fdatasync"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailedOp::Write => "write",
+            FailedOp::Fdatasync => "fdatasync",
+            FailedOp::PrepareSegment => "preparing a segment",
+            FailedOp::Rename => "renaming a segment to a spare",
+            FailedOp::Remove => "removing a segment",
+            FailedOp::SyncDir => "syncing the shard directory",
+        }
+    }
+}
+
+impl std::fmt::Display for FailedOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a shard failed: the first I/O error it hit, kept whole. Cheap to clone (one
+/// reference count); every request the failure answers shares it.
+#[derive(Clone, Debug)]
+pub struct ShardFailure(Arc<FailureParts>);
+
+#[derive(Debug)]
+struct FailureParts {
+    op: FailedOp,
+    path: PathBuf,
+    error: Arc<io::Error>,
+}
+
+impl ShardFailure {
+    pub(crate) fn new(op: FailedOp, path: impl Into<PathBuf>, error: Arc<io::Error>) -> Self {
+        ShardFailure(Arc::new(FailureParts {
+            op,
+            path: path.into(),
+            error,
+        }))
+    }
+
+    /// The operation that failed.
+    pub fn op(&self) -> FailedOp {
+        self.0.op
+    }
+
+    /// The kind of the I/O error, for example [`io::ErrorKind::StorageFull`] (ENOSPC).
+    pub fn kind(&self) -> io::ErrorKind {
+        self.0.error.kind()
+    }
+
+    /// The I/O error itself ([`io::Error::raw_os_error`] gives the errno when there is one).
+    pub fn io_error(&self) -> &io::Error {
+        &self.0.error
+    }
+
+    /// The segment file the operation was on, or the shard directory when it spanned
+    /// several files (an fdatasync of more than one segment, preparing a segment).
+    pub fn path(&self) -> &Path {
+        &self.0.path
+    }
+}
+
+impl std::fmt::Display for ShardFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let p = &*self.0;
+        write!(f, "{} failed on {}: {}", p.op, p.path.display(), p.error)
+    }
+}
+
+impl std::error::Error for ShardFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&*self.0.error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_clone_and_keep_their_io_kind() {
+        let e = Error::io("reading segment", "/x", io::ErrorKind::NotFound.into());
+        let c = e.clone();
+        assert_eq!(c.io_kind(), Some(io::ErrorKind::NotFound));
+        let f = ShardFailure::new(
+            FailedOp::Fdatasync,
+            "/x/shard-0000",
+            Arc::new(io::Error::from_raw_os_error(libc::ENOSPC)),
+        );
+        let e = Error::ShardFailed {
+            shard: ShardId(3),
+            cause: f,
+        };
+        let Error::ShardFailed { cause, .. } = e.clone() else {
+            unreachable!("a clone keeps its variant")
+        };
+        assert_eq!(cause.op(), FailedOp::Fdatasync);
+        assert_eq!(cause.kind(), io::ErrorKind::StorageFull);
+        assert_eq!(cause.io_error().raw_os_error(), Some(libc::ENOSPC));
+        assert_eq!(e.io_kind(), Some(io::ErrorKind::StorageFull));
+        assert_eq!(Error::EmptyRecord.io_kind(), None);
+        let text = e.to_string();
+        assert!(
+            text.starts_with(
+                "shard 3 has failed after an I/O error (fdatasync failed on /x/shard-0000: "
+            ),
+            "{text}"
+        );
     }
 }

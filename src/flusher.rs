@@ -24,14 +24,16 @@
 
 use std::future::poll_fn;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures::future::LocalBoxFuture;
 
+use crate::error::{FailedOp, ShardFailure};
 use crate::lsn::Lsn;
 use crate::record::FRAME_HEADER_BYTES;
-use crate::segment::prepare_next;
+use crate::segment::{prepare_next, segment_path};
 use crate::shard::{Core, PieceInFlight, State};
 use crate::Durability;
 
@@ -176,11 +178,14 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
                             tracing::debug!(shard = %core.id, slot = done.slot, bytes = n, "write done");
                             st.ring.piece_written(done.slot)
                         }
-                        Ok(n) => st.fail(
-                            core.id,
-                            format!("short write: {n} of {} bytes (disk full?)", done.len),
-                        ),
-                        Err(e) => st.fail(core.id, format!("write failed: {e}")),
+                        Ok(n) => {
+                            let e = std::io::Error::new(
+                                std::io::ErrorKind::WriteZero,
+                                format!("short write: {n} of {} bytes (disk full?)", done.len),
+                            );
+                            fail_write(core, st, done.slot, e)
+                        }
+                        Err(e) => fail_write(core, st, done.slot, e),
                     }
                 }
             }
@@ -239,7 +244,14 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
                             tracing::debug!(shard = %core.id, durable_lsn = %target, "fdatasync done");
                             advance(st, target);
                         }
-                        Err(e) => st.fail(core.id, format!("fdatasync failed: {e}")),
+                        Err(e) => {
+                            let cause = ShardFailure::new(
+                                FailedOp::Fdatasync,
+                                &core.shard_dir,
+                                Arc::new(e),
+                            );
+                            st.fail(core.id, cause)
+                        }
                     }
                 }
             }
@@ -283,7 +295,14 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
                         st.wake_appenders();
                     }
                     Ok(_) => {}
-                    Err(e) => st.fail(core.id, format!("preparing a segment failed: {e}")),
+                    Err(e) => {
+                        let cause = ShardFailure::new(
+                            FailedOp::PrepareSegment,
+                            &core.shard_dir,
+                            Arc::new(e),
+                        );
+                        st.fail(core.id, cause)
+                    }
                 }
             }
         }
@@ -321,4 +340,14 @@ fn advance(st: &mut State, durable: Lsn) {
         st.header.publish(durable, first, st.active.generation);
         st.woke_waiters |= st.waiters.advance(durable) > 0;
     }
+}
+
+/// Fails the shard after a write of ring slot `slot` went wrong (an error, or fewer bytes
+/// than asked), naming the segment file the slot was writing.
+fn fail_write(core: &Core, st: &mut State, slot: usize, e: std::io::Error) {
+    let path = segment_path(&core.shard_dir, st.ring.slots[slot].generation);
+    st.fail(
+        core.id,
+        ShardFailure::new(FailedOp::Write, path, Arc::new(e)),
+    );
 }

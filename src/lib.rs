@@ -65,6 +65,7 @@ pub mod commit;
 pub mod config;
 pub mod error;
 pub(crate) mod flusher;
+mod lifecycle;
 pub mod lsn;
 pub mod metrics;
 pub mod reader;
@@ -79,7 +80,7 @@ pub mod storage;
 
 pub use client::{shard_for_key, Client, ClientFuture, Wal};
 pub use config::{CpuPlacement, Durability, WalConfig, WalConfigBuilder};
-pub use error::{Error, Result};
+pub use error::{Error, FailedOp, Result, ShardFailure};
 pub use lsn::{Cut, Lsn, ShardId};
 pub use metrics::ShardMetrics;
 pub use reader::{LogReader, Record};

@@ -25,10 +25,19 @@ pub struct Record {
     pub payload: Bytes,
 }
 
+/// Why a segment could not be loaded.
+enum LoadError {
+    /// The file could not be read: [`Error::Io`] with its path (the data may be fine).
+    Io(Error),
+    /// The file reads, but does not hold the segment the chain expects: corruption.
+    Damaged(String),
+}
+
 /// An iterator over one shard's records, `from ..= upto`, in order.
 ///
-/// Yields `Err` (and then stops) when a segment cannot be read or a frame that must exist
-/// (its LSN is at or below the bound) is damaged.
+/// Yields `Err` (and then stops) when a segment cannot be read ([`Error::Io`], with the
+/// file's path) or a frame that must exist (its LSN is at or below the bound) is damaged
+/// ([`Error::Corruption`]).
 pub struct LogReader {
     shard: ShardId,
     chain: Vec<ChainSegment>,
@@ -114,17 +123,19 @@ impl LogReader {
         }))
     }
 
-    fn load_segment(&mut self) -> Result<(), String> {
+    /// Reads the current segment.
+    fn load_segment(&mut self) -> Result<(), LoadError> {
         let seg = &self.chain[self.seg_idx];
         self.path = seg.path.clone();
-        let data = std::fs::read(&seg.path).map_err(|e| format!("cannot read segment: {e}"))?;
+        let data = std::fs::read(&seg.path)
+            .map_err(|e| LoadError::Io(Error::io("reading segment", &seg.path, e)))?;
         let header = SegmentHeader::decode(&data)
-            .map_err(|e| format!("segment header does not decode: {e:?}"))?;
+            .map_err(|e| LoadError::Damaged(format!("segment header does not decode: {e:?}")))?;
         if header.base_lsn != self.expected {
-            return Err(format!(
+            return Err(LoadError::Damaged(format!(
                 "segment starts at lsn {} but lsn {} was expected",
                 header.base_lsn, self.expected
-            ));
+            )));
         }
         self.seed = segment_seed(header.shard.0, header.generation);
         self.bytes = Bytes::from(data);
@@ -150,8 +161,13 @@ impl Iterator for LogReader {
                 return None;
             }
             if self.bytes.is_empty() {
-                if let Err(detail) = self.load_segment() {
-                    return self.corruption(detail);
+                match self.load_segment() {
+                    Ok(()) => {}
+                    Err(LoadError::Damaged(detail)) => return self.corruption(detail),
+                    Err(LoadError::Io(io)) => {
+                        self.done = true;
+                        return Some(Err(io));
+                    }
                 }
             }
             match step(&self.bytes, self.pos, self.seed, self.expected) {

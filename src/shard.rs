@@ -24,7 +24,7 @@ use futures::future::LocalBoxFuture;
 use crate::arena::Arena;
 use crate::commit::Waiters;
 use crate::config::{WalConfig, ZERO_FILL_BYTES};
-use crate::error::{Error, Result};
+use crate::error::{Error, FailedOp, Result, ShardFailure};
 use crate::lsn::{Lsn, ShardId};
 use crate::metrics::ShardMetrics;
 use crate::reader::LogReader;
@@ -88,7 +88,8 @@ pub(crate) struct State {
     pub waiters: Waiters,
     pub append_wakers: Vec<Waker>,
     pub flusher_waker: Option<Waker>,
-    pub failed: Option<Arc<str>>,
+    /// The first I/O error, once the shard failed (it then acknowledges nothing more).
+    pub failed: Option<ShardFailure>,
     pub closing: bool,
     pub closed: bool,
     pub close_wakers: Vec<Waker>,
@@ -260,12 +261,12 @@ impl State {
     }
 
     /// Fails the shard (first error wins) and wakes everyone so they see it.
-    pub fn fail(&mut self, shard: ShardId, cause: String) {
+    pub fn fail(&mut self, shard: ShardId, cause: ShardFailure) {
         self.metrics.io_errors += 1;
         if self.failed.is_none() {
             self.header.set_failed();
             tracing::error!(shard = %shard, %cause, "shard failed; it acknowledges nothing until reopened");
-            self.failed = Some(cause.into());
+            self.failed = Some(cause);
         }
         self.waiters.wake_all();
         self.wake_appenders();
@@ -375,9 +376,16 @@ async fn retire_segments(core: &Core, doomed: Vec<ChainSegment>, before: Lsn) ->
     if doomed.is_empty() {
         return Ok(0);
     }
-    let fail = |err: Error| {
-        core.st.borrow_mut().fail(core.id, err.to_string());
-        err
+    // Fails the shard and hands the same I/O error to the caller of `truncate_before`.
+    let fail = |op: FailedOp, what: &'static str, path: &std::path::Path, e: std::io::Error| {
+        let e = Arc::new(e);
+        let cause = ShardFailure::new(op, path, e.clone());
+        core.st.borrow_mut().fail(core.id, cause);
+        Error::Io {
+            op: what,
+            path: path.to_path_buf(),
+            source: e,
+        }
     };
     let room = {
         let st = core.st.borrow();
@@ -390,26 +398,20 @@ async fn retire_segments(core: &Core, doomed: Vec<ChainSegment>, before: Lsn) ->
         if retired.len() < room && spare_sized(&seg.path, core.config.segment_bytes) {
             let to = spare_path(&core.shard_dir, seg.generation);
             if let Err(e) = core.storage.rename(&seg.path, &to).await {
-                return Err(fail(Error::io(
-                    "keeping a segment as a spare",
-                    &seg.path,
-                    e,
-                )));
+                let what = "keeping a segment as a spare";
+                return Err(fail(FailedOp::Rename, what, &seg.path, e));
             }
             retired.push(Spare {
                 generation: seg.generation,
                 path: to,
             });
         } else if let Err(e) = core.storage.remove(&seg.path).await {
-            return Err(fail(Error::io("removing segment", &seg.path, e)));
+            return Err(fail(FailedOp::Remove, "removing segment", &seg.path, e));
         }
     }
     if let Err(e) = core.storage.sync_dir(&core.shard_dir).await {
-        return Err(fail(Error::io(
-            "syncing shard directory",
-            &core.shard_dir,
-            e,
-        )));
+        let what = "syncing shard directory";
+        return Err(fail(FailedOp::SyncDir, what, &core.shard_dir, e));
     }
     let mut st = core.st.borrow_mut();
     st.metrics.segments_retired_as_spares += retired.len() as u64;

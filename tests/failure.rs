@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use shardwal::storage::{DmaStorage, Fault, FaultOp, FaultyStorage};
-use shardwal::{Error, Lsn, Shard, ShardId};
+use shardwal::{Error, FailedOp, Lsn, Shard, ShardId};
 
 /// Concurrent tasks per round; each appends and commits `PER_TASK` records.
 const TASKS: u32 = 6;
@@ -25,8 +25,21 @@ fn rec(round: u32, task: u32, k: u32) -> Vec<u8> {
     tag.bytes().cycle().take(len).collect()
 }
 
-fn is_failed_error(e: &Error) -> bool {
-    matches!(e, Error::ShardFailed { shard, cause } if *shard == ShardId(0) && cause.contains("injected"))
+/// Whether `e` is shard 0's failure after the EIO injected on `op`: the operation that
+/// failed is `op` itself or the preparation of a segment (which writes and fdatasyncs too),
+/// and the error keeps its kind.
+fn is_failed_error(e: &Error, op: FaultOp) -> bool {
+    let eio = std::io::Error::from_raw_os_error(libc::EIO).kind();
+    let expected_op = match op {
+        FaultOp::Write => FailedOp::Write,
+        FaultOp::Fdatasync => FailedOp::Fdatasync,
+        other => panic!("no failure expected from {other:?} in this file"),
+    };
+    matches!(e, Error::ShardFailed { shard, cause }
+        if *shard == ShardId(0)
+            && cause.kind() == eio
+            && e.io_kind() == Some(eio)
+            && (cause.op() == expected_op || cause.op() == FailedOp::PrepareSegment))
 }
 
 struct Outcome {
@@ -92,7 +105,7 @@ fn scenario(op: FaultOp, nth: u64, forever: bool) {
                     match r {
                         Ok(()) => acked = acked.max(lsn.unwrap().0),
                         Err(e) => {
-                            assert!(is_failed_error(&e), "{what}: {e:?}");
+                            assert!(is_failed_error(&e, op), "{what}: {e:?}");
                             reported = true;
                         }
                     }
@@ -123,9 +136,10 @@ fn scenario(op: FaultOp, nth: u64, forever: bool) {
         assert!(s.durable_lsn().0 >= acked, "{what}");
 
         // Everything is refused from now on, also for LSNs that are durable already.
-        assert!(is_failed_error(&s.append(b"more").await.unwrap_err()));
+        assert!(is_failed_error(&s.append(b"more").await.unwrap_err(), op));
         assert!(is_failed_error(
-            &s.append_durable(b"more").await.unwrap_err()
+            &s.append_durable(b"more").await.unwrap_err(),
+            op
         ));
         let last = s.last_appended_lsn();
         assert_eq!(
@@ -135,14 +149,18 @@ fn scenario(op: FaultOp, nth: u64, forever: bool) {
         );
         for lsn in [Lsn(1), Lsn(acked.max(1)), last] {
             if lsn.0 >= 1 && lsn <= last {
-                assert!(is_failed_error(&s.commit(lsn).await.unwrap_err()), "{what}");
+                assert!(
+                    is_failed_error(&s.commit(lsn).await.unwrap_err(), op),
+                    "{what}"
+                );
             }
         }
         if last.0 >= 1 {
-            assert!(is_failed_error(&s.sync().await.unwrap_err()), "{what}");
+            assert!(is_failed_error(&s.sync().await.unwrap_err(), op), "{what}");
         }
         assert!(is_failed_error(
-            &s.truncate_before(Lsn(1)).await.unwrap_err()
+            &s.truncate_before(Lsn(1)).await.unwrap_err(),
+            op
         ));
         // Many concurrent waiters after the failure all resolve, with the error.
         let waiters: Vec<_> = (1..=last.0)
@@ -152,11 +170,12 @@ fn scenario(op: FaultOp, nth: u64, forever: bool) {
             })
             .collect();
         for w in waiters {
-            assert!(is_failed_error(&w.await.unwrap_err()), "{what}");
+            assert!(is_failed_error(&w.await.unwrap_err(), op), "{what}");
         }
-        assert!(is_failed_error(&s.close().await.unwrap_err()), "{what}");
+        assert!(is_failed_error(&s.close().await.unwrap_err(), op), "{what}");
         assert!(is_failed_error(
-            &s.append(b"after close").await.unwrap_err()
+            &s.append(b"after close").await.unwrap_err(),
+            op
         ));
         Outcome { appended, acked }
     });

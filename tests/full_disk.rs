@@ -153,9 +153,10 @@ fn is_valid(p: &[u8], shard: u32) -> bool {
     matches!(parse(), Some((ph, s, w, q)) if s == shard && payload(ph, s, w, q) == p)
 }
 
+/// Whether `e` is an I/O error of kind ENOSPC ([`std::io::ErrorKind::StorageFull`]), as
+/// [`Error::Io`] or as the cause of [`Error::ShardFailed`].
 fn is_enospc(e: &Error) -> bool {
-    let text = e.to_string();
-    text.contains("No space left") || text.contains("os error 28")
+    e.io_kind() == Some(std::io::ErrorKind::StorageFull)
 }
 
 /// Acknowledged records by shard, then LSN.
