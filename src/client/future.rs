@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use futures::channel::oneshot;
-use pin_project::pin_project;
+use pin_project::{pin_project, pinned_drop};
 
 use super::inbox::{Inbox, Request};
 use crate::error::{Error, Result};
@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 /// # Panics
 /// When polled again after it resolved.
 #[must_use = "a request is not sent until its future is polled"]
-#[pin_project]
+#[pin_project(PinnedDrop)]
 pub struct ClientFuture<T> {
     /// Where the request goes; `None` when it was refused before queueing.
     inbox: Option<Arc<Inbox>>,
@@ -31,6 +31,8 @@ pub struct ClientFuture<T> {
     request: Option<Request>,
     /// The answer for a request refused before queueing (an unknown shard, a bad batch).
     refused: Option<Error>,
+    /// Its id among the inbox's space waiters, once it had to wait for room.
+    space_waiter: Option<u64>,
     #[pin]
     reply: oneshot::Receiver<Result<T>>,
     done: bool,
@@ -47,6 +49,7 @@ impl<T> ClientFuture<T> {
             inbox: Some(inbox),
             request: Some(request),
             refused: None,
+            space_waiter: None,
             reply,
             done: false,
         }
@@ -59,6 +62,7 @@ impl<T> ClientFuture<T> {
             inbox: None,
             request: None,
             refused: Some(error),
+            space_waiter: None,
             reply,
             done: false,
         }
@@ -77,7 +81,7 @@ impl<T> Future for ClientFuture<T> {
         }
         let inbox = this.inbox.as_ref().expect("a queued request has an inbox");
         if this.request.is_some() {
-            match inbox.poll_push(this.request, cx) {
+            match inbox.poll_push(this.request, this.space_waiter, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => {
                     *this.done = true;
@@ -97,5 +101,17 @@ impl<T> Future for ClientFuture<T> {
         };
         *this.done = true;
         Poll::Ready(out)
+    }
+}
+
+#[pinned_drop]
+impl<T> PinnedDrop for ClientFuture<T> {
+    /// A future dropped while it waits for room takes its waker out of the inbox: a
+    /// dropped request leaves no waiter behind.
+    fn drop(self: Pin<&mut Self>) {
+        let this = self.project();
+        if let (Some(inbox), Some(id), Some(_)) = (this.inbox, this.space_waiter, this.request) {
+            inbox.cancel_space_waiter(*id);
+        }
     }
 }

@@ -65,8 +65,9 @@ struct Queue {
     server_parked: bool,
     /// No more requests are accepted (close was requested, or the server is gone).
     closed: bool,
-    /// Callers waiting for room.
-    space_waiters: Vec<Waker>,
+    /// Callers waiting for room, by waiter id (a dropped caller takes its entry out).
+    space_waiters: Vec<(u64, Waker)>,
+    next_waiter_id: u64,
 }
 
 /// Read pins: `(id, lowest LSN still needed)` of every open read stream.
@@ -123,15 +124,30 @@ impl Inbox {
         self.durable_lsn.store(lsn.0, Ordering::Release);
     }
 
-    /// Queues the request in `req` unless the inbox is full (then registers `cx` and
-    /// returns Pending) or closed (then returns `Err`, leaving `req` as it was).
-    pub fn poll_push(&self, req: &mut Option<Request>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+    /// Queues the request in `req` unless the inbox is full (then registers `cx` as the
+    /// space waiter `waiter`, and returns Pending) or closed (then returns `Err`, leaving
+    /// `req` as it was).
+    pub fn poll_push(
+        &self,
+        req: &mut Option<Request>,
+        waiter: &mut Option<u64>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<()>> {
         let mut q = self.lock();
         if q.closed {
             return Poll::Ready(Err(Error::Closed { shard: self.shard }));
         }
         if q.items.len() >= INBOX_CAPACITY {
-            q.space_waiters.push(cx.waker().clone());
+            let known = waiter.and_then(|id| q.space_waiters.iter_mut().find(|(i, _)| *i == id));
+            match known {
+                Some((_, w)) => w.clone_from(cx.waker()),
+                None => {
+                    let id = q.next_waiter_id;
+                    q.next_waiter_id += 1;
+                    q.space_waiters.push((id, cx.waker().clone()));
+                    *waiter = Some(id);
+                }
+            }
             return Poll::Pending;
         }
         q.items.push_back(req.take().expect("pushed twice"));
@@ -159,7 +175,7 @@ impl Inbox {
         std::mem::swap(&mut q.items, into);
         let waiters = std::mem::take(&mut q.space_waiters);
         drop(q);
-        for w in waiters {
+        for (_, w) in waiters {
             w.wake();
         }
         Poll::Ready(true)
@@ -191,10 +207,15 @@ impl Inbox {
         q.closed = true;
         let waiters = std::mem::take(&mut q.space_waiters);
         drop(q);
-        for w in waiters {
+        for (_, w) in waiters {
             w.wake();
         }
         self.server.wake();
+    }
+
+    /// Forgets space waiter `id` (its caller was dropped before its request got in).
+    pub fn cancel_space_waiter(&self, id: u64) {
+        self.lock().space_waiters.retain(|(i, _)| *i != id);
     }
 
     /// The server is gone (its shard failed to open, closed, or its task panicked): refuse
@@ -285,7 +306,7 @@ mod tests {
         let (tx, _rx) = oneshot::channel();
         let mut late = Some(Request::Sync { reply: tx });
         assert!(matches!(
-            inbox.poll_push(&mut late, &mut cx),
+            inbox.poll_push(&mut late, &mut None, &mut cx),
             Poll::Ready(Err(Error::Closed { .. }))
         ));
         assert!(late.is_some(), "a refused request stays with its caller");

@@ -153,3 +153,46 @@ fn a_full_inbox_makes_callers_wait_and_drain_frees_them() {
         Poll::Ready(Err(Error::Closed { .. }))
     ));
 }
+
+/// Dropping a pending client future takes its waker out of wherever it waited: the
+/// inbox's space waiters (full inbox) or the reply channel (queued request). The mock
+/// task's waker count shows no reference is left anywhere but its own.
+#[test]
+fn dropping_a_pending_client_future_leaves_no_waiter_behind() {
+    use tokio_test::task;
+    let (c, inbox) = one_shard();
+    let x = || Bytes::from_static(b"x");
+
+    // Queued, waiting for its reply.
+    let mut mock = task::spawn(());
+    let mut queued = Box::pin(c.append_durable(ShardId(0), x()));
+    mock.enter(|cx, _| assert!(queued.as_mut().poll(cx).is_pending()));
+    assert_eq!(inbox.queued(), 1);
+    // The mock task holds one reference itself.
+    assert_eq!(mock.waker_ref_count(), 2, "the reply channel holds it");
+    drop(queued);
+    assert_eq!(mock.waker_ref_count(), 1, "nothing holds it after the drop");
+
+    // Waiting for room in a full inbox.
+    let mut fill: Vec<_> = (1..INBOX_CAPACITY)
+        .map(|_| Box::pin(c.append(ShardId(0), x())))
+        .collect();
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    for f in fill.iter_mut() {
+        assert!(f.as_mut().poll(&mut cx).is_pending());
+    }
+    assert_eq!(inbox.queued(), INBOX_CAPACITY);
+    let mut mock = task::spawn(());
+    let mut waiting = Box::pin(c.append(ShardId(0), x()));
+    for _ in 0..3 {
+        // Polling again refreshes its one entry instead of adding more.
+        mock.enter(|cx, _| assert!(waiting.as_mut().poll(cx).is_pending()));
+    }
+    assert_eq!(inbox.space_waiters(), 1);
+    assert_eq!(mock.waker_ref_count(), 2, "the inbox holds the waker");
+    drop(waiting);
+    assert_eq!(inbox.space_waiters(), 0);
+    assert_eq!(mock.waker_ref_count(), 1, "nothing holds it after the drop");
+    assert_eq!(inbox.queued(), INBOX_CAPACITY, "the queue is untouched");
+}
