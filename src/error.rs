@@ -199,6 +199,30 @@ pub enum Error {
         /// The panic payload.
         message: String,
     },
+
+    /// A request named a shard the log does not have. Refused before it was queued:
+    /// nothing was appended.
+    #[error("shard {shard} does not exist; the log has {shard_count} shards")]
+    NoSuchShard {
+        /// The shard asked for.
+        shard: ShardId,
+        /// How many shards the log has (valid ids are `0..shard_count`).
+        shard_count: u32,
+    },
+
+    /// `append_batch` was called with no records. Nothing was appended.
+    #[error("empty batch: a batch must hold at least 1 record")]
+    EmptyBatch,
+
+    /// A batch's frames would not fit in the shard's flush ring at once. Nothing was
+    /// appended; split the batch.
+    #[error("batch of {frame_bytes} frame bytes exceeds the flush ring's {max_batch_bytes} bytes; split it")]
+    BatchTooLarge {
+        /// The batch's size on disk: the sum of its records' frame lengths, in bytes.
+        frame_bytes: usize,
+        /// The limit in bytes (see [`crate::Shard::max_batch_bytes`]).
+        max_batch_bytes: usize,
+    },
 }
 
 impl Error {

@@ -60,6 +60,7 @@
 compile_error!("shardwal runs on Linux only: it needs io_uring (kernel >= 5.8) through glommio");
 
 pub(crate) mod arena;
+pub(crate) mod batch;
 pub mod client;
 pub mod commit;
 pub mod config;
@@ -78,7 +79,7 @@ pub mod shard;
 pub mod shm;
 pub mod storage;
 
-pub use client::{shard_for_key, Client, ClientFuture, Wal};
+pub use client::{shard_for_key, Client, ClientFuture, ReadStream, Wal};
 pub use config::{CpuPlacement, Durability, WalConfig, WalConfigBuilder};
 pub use error::{Error, FailedOp, Result, ShardFailure};
 pub use lsn::{Cut, Lsn, ShardId};

@@ -22,6 +22,7 @@ use std::task::{Context, Poll, Waker};
 use futures::future::LocalBoxFuture;
 
 use crate::arena::Arena;
+use crate::batch::BatchLimits;
 use crate::commit::Waiters;
 use crate::config::{WalConfig, ZERO_FILL_BYTES};
 use crate::error::{Error, FailedOp, Result, ShardFailure};
@@ -98,6 +99,9 @@ pub(crate) struct State {
     pub appended_since_open: bool,
     /// The flusher woke commit waiters in its current pass (see `flusher::drive`).
     pub woke_waiters: bool,
+    /// An [`Shard::append_batch`] is copying its records: other appends wait, so that the
+    /// batch's LSNs stay contiguous.
+    pub batch_hold: bool,
     /// Hold sealing a batch for a commit until it holds this many records or the deadline
     /// passes (see [`Shard::expect_appends`]).
     pub seal_hold: Option<SealHold>,
@@ -541,6 +545,7 @@ impl Shard {
             final_marker_sealed: false,
             appended_since_open: false,
             woke_waiters: false,
+            batch_hold: false,
             seal_hold: None,
             hold_timer: None,
             commit_latency_us: crate::metrics::new_latency_histogram(),
@@ -598,6 +603,11 @@ impl Shard {
             if let Some(e) = st.refusal(core.id) {
                 return Poll::Ready(Err(e));
             }
+            if st.batch_hold {
+                // A batch is on its way into the ring; it wakes appenders when done.
+                st.append_wakers.push(cx.waker().clone());
+                return Poll::Pending;
+            }
             match st.try_append(core, payload) {
                 Some(lsn) => Poll::Ready(Ok(lsn)),
                 None => {
@@ -626,6 +636,60 @@ impl Shard {
             waiter: None,
             waiting_since: None,
         }
+    }
+
+    /// The largest batch [`Shard::append_batch`] accepts: the sum of its records' frame
+    /// lengths (24 header bytes plus the payload, rounded up to 8), in bytes.
+    pub fn max_batch_bytes(&self) -> usize {
+        BatchLimits::of(&self.core.config).max_batch_bytes
+    }
+
+    /// Copies `records` into the shard's ring as one batch and returns their LSNs:
+    /// contiguous and in order, no other append of this shard lands between them (others
+    /// wait meanwhile). Waits only for ring space, like [`Shard::append`]. Dropping the
+    /// future part-way leaves the records copied so far appended (a prefix of the batch).
+    ///
+    /// Errors: [`Error::EmptyBatch`], [`Error::EmptyRecord`], [`Error::RecordTooLarge`],
+    /// [`Error::BatchTooLarge`] (above [`Shard::max_batch_bytes`]): nothing is appended;
+    /// [`Error::ShardFailed`], [`Error::Closed`] (a prefix may have been appended).
+    pub async fn append_batch<R: AsRef<[u8]>>(
+        &self,
+        records: &[R],
+    ) -> Result<std::ops::RangeInclusive<Lsn>> {
+        let limits = BatchLimits::of(&self.core.config);
+        limits.check_batch(records.iter().map(|r| r.as_ref().len()))?;
+        let core = &*self.core;
+        let hold = BatchHold::take(self).await?;
+        let first = core.st.borrow().next_lsn;
+        let mut done = 0usize;
+        poll_fn(|cx| {
+            let mut st = core.st.borrow_mut();
+            if let Some(e) = st.refusal(core.id) {
+                return Poll::Ready(Err(e));
+            }
+            while let Some(payload) = records.get(done) {
+                match st.try_append(core, payload.as_ref()) {
+                    Some(lsn) => debug_assert_eq!(lsn.0, first.0 + done as u64),
+                    None => {
+                        st.metrics.ring_full_waits += 1;
+                        st.append_wakers.push(cx.waker().clone());
+                        st.wake_flusher();
+                        return Poll::Pending;
+                    }
+                }
+                done += 1;
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await?;
+        drop(hold);
+        let last = Lsn(first.0 + records.len() as u64 - 1);
+        assert_eq!(
+            self.last_appended_lsn(),
+            last,
+            "a batch's LSNs are contiguous"
+        );
+        Ok(first..=last)
     }
 
     /// [`Shard::append`] then [`Shard::commit`]: resolves when the record is durable.
@@ -730,6 +794,16 @@ impl Shard {
     /// [`Error::ShardFailed`] / [`Error::Closed`]; a remove, rename or directory-sync error
     /// fails the shard.
     pub async fn truncate_before(&self, before: Lsn) -> Result<usize> {
+        self.truncate_before_keeping(before, None).await
+    }
+
+    /// [`Shard::truncate_before`], also keeping every segment that holds `keep_from` or
+    /// later records (the client's read pins).
+    pub(crate) async fn truncate_before_keeping(
+        &self,
+        before: Lsn,
+        keep_from: Option<Lsn>,
+    ) -> Result<usize> {
         let core = &*self.core;
         let doomed: Vec<ChainSegment> = {
             let mut st = core.st.borrow_mut();
@@ -745,6 +819,7 @@ impl Shard {
             }
             // Live readers' pins hold back what they still need (see `shm`).
             let before = st.header.retention_floor(before);
+            let before = keep_from.map_or(before, |keep| before.min(keep));
             let mut k = 0;
             while k + 1 < st.chain.len() && st.chain[k + 1].base_lsn <= before {
                 k += 1;
@@ -793,6 +868,39 @@ impl Shard {
         }
         tracing::info!(shard = %core.id, durable_lsn = %st.durable_lsn, "shard closed");
         Ok(st.durable_lsn)
+    }
+}
+
+/// The shard's batch hold (see [`Shard::append_batch`]): taken when no other batch holds
+/// it; released on drop, also when the batch's future is dropped part-way.
+struct BatchHold(Rc<Core>);
+
+impl BatchHold {
+    async fn take(shard: &Shard) -> Result<BatchHold> {
+        let core = &shard.core;
+        poll_fn(|cx| {
+            let mut st = core.st.borrow_mut();
+            if let Some(e) = st.refusal(core.id) {
+                return Poll::Ready(Err(e));
+            }
+            if st.batch_hold {
+                st.append_wakers.push(cx.waker().clone());
+                return Poll::Pending;
+            }
+            st.batch_hold = true;
+            Poll::Ready(Ok(BatchHold(core.clone())))
+        })
+        .await
+    }
+}
+
+impl Drop for BatchHold {
+    fn drop(&mut self) {
+        if let Ok(mut st) = self.0.st.try_borrow_mut() {
+            assert!(st.batch_hold, "a batch hold is released once");
+            st.batch_hold = false;
+            st.wake_appenders();
+        }
     }
 }
 

@@ -255,18 +255,21 @@ fn wait_for_and_wait_for_cut_and_bad_requests() {
             Err(Error::LsnNotAppended { .. })
         ));
 
-        // Shards that do not exist.
+        // Shards that do not exist: their own error, naming the shard and the count.
         assert!(matches!(
             c.wait_for(ShardId(3), Lsn(1)).await,
-            Err(Error::InvalidConfig(_))
+            Err(Error::NoSuchShard {
+                shard: ShardId(3),
+                shard_count: 3
+            })
         ));
         assert!(matches!(
             c.append(ShardId(7), &b"x"[..]).await,
-            Err(Error::InvalidConfig(_))
+            Err(Error::NoSuchShard { .. })
         ));
         assert!(matches!(
             c.append_durable(ShardId(u32::MAX), &b"x"[..]).await,
-            Err(Error::InvalidConfig(_))
+            Err(Error::NoSuchShard { .. })
         ));
         assert!(matches!(
             c.wait_for_cut(&Cut::new(vec![Lsn(1); 4])).await,
