@@ -143,6 +143,24 @@ pub struct BenchArgs {
     /// interleaved, with the client/in-shard throughput ratio.
     #[arg(long, value_delimiter = ',', default_value = "shard")]
     pub via: Vec<Via>,
+    /// Records per request with `--commit every`: each writer appends a batch of N records
+    /// (`Shard::append_batch` + `commit`, or `Client::append_batch_durable`) and waits until
+    /// the batch is durable; a comma list runs each in turn. 1 = `append_durable`.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub batch: Vec<usize>,
+}
+
+/// One shardwal configuration of a round: what varies between runs of one invocation.
+#[derive(Clone, Copy, Debug)]
+struct Shape {
+    /// Writer tasks per shard.
+    writers: usize,
+    /// Records per request (1 = single appends).
+    batch: usize,
+    /// Whether positions are published to the shared header.
+    publishing: bool,
+    /// Where the writers run.
+    via: Via,
 }
 
 /// Where `bench` runs its writers.
@@ -179,6 +197,13 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
     }
     if args.via.is_empty() {
         return Err("--via needs shard, client or both".into());
+    }
+    if args.batch.is_empty() || args.batch.contains(&0) {
+        return Err("--batch needs one or more counts above 0".into());
+    }
+    let batching = args.batch.iter().any(|&b| b > 1);
+    if batching && (args.commit != CommitPattern::Every || args.peers) {
+        return Err("--batch above 1 works with `--commit every` and without --peers".into());
     }
     if args.peers && (args.commit != CommitPattern::Every || args.records.is_some()) {
         return Err("--peers compares `--commit every` runs of a fixed duration only".into());
@@ -244,48 +269,8 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
             done(baseline::bandwidth(&next_dir(), args.seconds)?);
         }
         for &w in &args.writers {
-            if !args.no_baseline && args.commit == CommitPattern::Every {
-                let plan = crate::ceiling::CeilingPlan {
-                    executors: args.shards,
-                    writers: w,
-                    record_bytes: args.record_bytes,
-                    seconds: args.seconds,
-                    pinned: !args.unbound,
-                };
-                let mut r = crate::ceiling::run(&next_dir(), plan)?;
-                r.geometry = Some((args.shards, w));
-                done(r);
-            }
-            for &publishing in &args.publishing {
-                for &via in &args.via {
-                    let dir = next_dir();
-                    let r = match via {
-                        Via::Shard => wal_run(args, durability, w, publishing == Switch::On, &dir)?,
-                        Via::Client => {
-                            client_run(args, durability, w, publishing == Switch::On, &dir)?
-                        }
-                    };
-                    std::fs::remove_dir_all(&dir)?;
-                    done(RunResult {
-                        geometry: Some((args.shards, w)),
-                        ..r
-                    });
-                }
-            }
-            #[cfg(feature = "peers")]
-            if args.peers {
-                for peer in crate::peers::Peer::all() {
-                    let dir = next_dir();
-                    std::fs::create_dir_all(&dir)?;
-                    let threads = w * args.shards as usize;
-                    let r =
-                        crate::peers::run(&peer, &dir, threads, args.record_bytes, args.seconds)?;
-                    std::fs::remove_dir_all(&dir)?;
-                    done(RunResult {
-                        geometry: Some((args.shards, w)),
-                        ..r
-                    });
-                }
+            for &batch in &args.batch {
+                run_writers(args, durability, w, batch, &mut next_dir, &mut done)?;
             }
         }
     }
@@ -300,6 +285,60 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
         );
         crate::plot::write_svg(path, &title, &picks)?;
         eprintln!("plot written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// Every run of one round for `w` writers per shard and batches of `batch`: the ceiling
+/// (with the baselines), shardwal in every `--publishing` × `--via` shape, the peers.
+fn run_writers(
+    args: &BenchArgs,
+    durability: Durability,
+    w: usize,
+    batch: usize,
+    next_dir: &mut dyn FnMut() -> PathBuf,
+    done: &mut dyn FnMut(RunResult),
+) -> AnyResult<()> {
+    let geometry = Some((args.shards, w));
+    if !args.no_baseline && args.commit == CommitPattern::Every {
+        let plan = crate::ceiling::CeilingPlan {
+            executors: args.shards,
+            writers: w,
+            batch,
+            record_bytes: args.record_bytes,
+            seconds: args.seconds,
+            pinned: !args.unbound,
+        };
+        let r = crate::ceiling::run(&next_dir(), plan)?;
+        done(RunResult { geometry, ..r });
+    }
+    for &publishing in &args.publishing {
+        for &via in &args.via {
+            let shape = Shape {
+                writers: w,
+                batch,
+                publishing: publishing == Switch::On,
+                via,
+            };
+            let dir = next_dir();
+            let r = match via {
+                Via::Shard => wal_run(args, durability, shape, &dir)?,
+                Via::Client => client_run(args, durability, shape, &dir)?,
+            };
+            std::fs::remove_dir_all(&dir)?;
+            done(RunResult { geometry, ..r });
+        }
+    }
+    #[cfg(feature = "peers")]
+    if args.peers {
+        for peer in crate::peers::Peer::all() {
+            let dir = next_dir();
+            std::fs::create_dir_all(&dir)?;
+            let threads = w * args.shards as usize;
+            let r = crate::peers::run(&peer, &dir, threads, args.record_bytes, args.seconds)?;
+            std::fs::remove_dir_all(&dir)?;
+            done(RunResult { geometry, ..r });
+        }
     }
     Ok(())
 }
@@ -389,14 +428,22 @@ fn wal_config(
 }
 
 /// The label of a shardwal run.
-fn wal_label(args: &BenchArgs, writers: usize, publishing: bool, via: Via) -> String {
+fn wal_label(args: &BenchArgs, shape: Shape) -> String {
     format!(
-        "shardwal {}x{} {}{}{}",
+        "shardwal {}x{} {}{}{}{}",
         args.shards,
-        writers,
+        shape.writers,
         args.commit.describe(),
-        if publishing { "" } else { " (no publish)" },
-        if via == Via::Client {
+        match shape.batch {
+            1 => String::new(),
+            n => format!(" batch {n}"),
+        },
+        if shape.publishing {
+            ""
+        } else {
+            " (no publish)"
+        },
+        if shape.via == Via::Client {
             " via client"
         } else {
             ""
@@ -408,14 +455,14 @@ fn wal_label(args: &BenchArgs, writers: usize, publishing: bool, via: Via) -> St
 fn client_run(
     args: &BenchArgs,
     durability: Durability,
-    writers: usize,
-    publishing: bool,
+    shape: Shape,
     dir: &Path,
 ) -> AnyResult<RunResult> {
-    let label = wal_label(args, writers, publishing, Via::Client);
+    let label = wal_label(args, shape);
     let plan = crate::client_bench::ClientPlan {
-        config: wal_config(args, durability, publishing, dir)?,
-        writers_per_shard: writers,
+        config: wal_config(args, durability, shape.publishing, dir)?,
+        writers_per_shard: shape.writers,
+        batch: shape.batch,
         record_bytes: args.record_bytes,
         seconds: args.seconds,
         label: &label,
@@ -426,18 +473,18 @@ fn client_run(
 fn wal_run(
     args: &BenchArgs,
     durability: Durability,
-    writers: usize,
-    publishing: bool,
+    shape: Shape,
     dir: &Path,
 ) -> AnyResult<RunResult> {
-    let config = wal_config(args, durability, publishing, dir)?;
+    let (writers, batch) = (shape.writers, shape.batch);
+    let config = wal_config(args, durability, shape.publishing, dir)?;
     let record_bytes = args.record_bytes;
     let truncate_behind = args.truncate_behind;
     let total_writers = writers * args.shards as usize;
     let quota = args.records.map(|n| n.div_ceil(total_writers as u64));
     let seconds = args.seconds;
     let pattern = args.commit;
-    let label = wal_label(args, writers, publishing, Via::Shard);
+    let label = wal_label(args, shape);
     let counter = Arc::new(AtomicU64::new(0));
     // Every shard starts measuring at the same moment, after all of them opened.
     let barrier = Arc::new(std::sync::Barrier::new(args.shards as usize + 1));
@@ -483,6 +530,7 @@ fn wal_run(
                                 seed,
                                 slot: w,
                                 total_writers,
+                                batch,
                             },
                         )
                         .await
@@ -577,6 +625,8 @@ struct WriterPlan {
     /// This writer's index among its shard's writers (spreads open-loop send times).
     slot: usize,
     total_writers: usize,
+    /// Records per request with `CommitPattern::Every`.
+    batch: usize,
 }
 
 /// Books `records` records of `bytes` payload bytes that became durable, with one latency
@@ -627,9 +677,18 @@ async fn writer(
         }
         let len = plan.record_bytes.sample(&mut rng);
         match plan.pattern {
-            CommitPattern::Every => {
+            CommitPattern::Every if plan.batch == 1 => {
                 shard.append_durable(&payload[..len]).await?;
                 done += durable(&out, &counter, now, 1, len as u64);
+            }
+            CommitPattern::Every => {
+                let mut lens = vec![len];
+                lens.extend((1..plan.batch).map(|_| plan.record_bytes.sample(&mut rng)));
+                let records: Vec<&[u8]> = lens.iter().map(|&l| &payload[..l]).collect();
+                let lsns = shard.append_batch(&records).await?;
+                shard.commit(*lsns.end()).await?;
+                let bytes = lens.iter().sum::<usize>() as u64;
+                done += durable(&out, &counter, now, plan.batch as u64, bytes);
             }
             CommitPattern::Rate(_) => {
                 if now < due {

@@ -38,6 +38,8 @@ pub struct CeilingPlan {
     pub executors: u32,
     /// Writer tasks per executor.
     pub writers: usize,
+    /// Records each writer appends before it waits (the bench's `--batch`).
+    pub batch: usize,
     /// Payload size of each record.
     pub record_bytes: RecordSize,
     /// Length of the measured window, in seconds.
@@ -46,16 +48,19 @@ pub struct CeilingPlan {
     pub pinned: bool,
 }
 
-/// The label of a ceiling run with `executors × writers`.
-pub fn label(executors: u32, writers: usize) -> String {
-    format!("ceiling {executors}x{writers} bare group commit")
+/// The label of a ceiling run with `executors × writers`, each waiting per `batch` records.
+pub fn label(executors: u32, writers: usize, batch: usize) -> String {
+    match batch {
+        1 => format!("ceiling {executors}x{writers} bare group commit"),
+        n => format!("ceiling {executors}x{writers} bare group commit batch {n}"),
+    }
 }
 
 /// Runs the bare group-commit loop in `dir` and returns its measured run.
 pub fn run(dir: &Path, plan: CeilingPlan) -> AnyResult<RunResult> {
-    assert!(plan.executors > 0 && plan.writers > 0);
+    assert!(plan.executors > 0 && plan.writers > 0 && plan.batch > 0);
     std::fs::create_dir_all(dir)?;
-    let label = label(plan.executors, plan.writers);
+    let label = label(plan.executors, plan.writers, plan.batch);
     let counter = Arc::new(AtomicU64::new(0));
     // Every executor prepares its file, then all start at once with the meter.
     let barrier = Arc::new(Barrier::new(plan.executors as usize + 1));
@@ -192,7 +197,7 @@ async fn executor_body(
             glommio::spawn_local(async move {
                 writer(
                     &staging,
-                    plan.record_bytes,
+                    (plan.record_bytes, plan.batch),
                     seed,
                     deadline,
                     &latency_ns,
@@ -224,10 +229,11 @@ async fn executor_body(
     })
 }
 
-/// One closed-loop writer: append, wait until durable, repeat until the deadline.
+/// One closed-loop writer: append `batch` records, wait until the last is durable, repeat
+/// until the deadline.
 async fn writer(
     staging: &Staging,
-    record_bytes: RecordSize,
+    (record_bytes, batch): (RecordSize, usize),
     seed: u64,
     deadline: Instant,
     latency_ns: &RefCell<Histogram<u64>>,
@@ -242,14 +248,17 @@ async fn writer(
         if start >= deadline {
             return;
         }
-        let len = record_bytes.sample(&mut rng);
-        let seq = staging.append(&payload[..len]);
-        staging.durable(seq).await;
+        let mut last = 0;
+        for _ in 0..batch {
+            let len = record_bytes.sample(&mut rng);
+            last = staging.append(&payload[..len]);
+            bytes.set(bytes.get() + len as u64);
+        }
+        staging.durable(last).await;
         latency_ns
             .borrow_mut()
             .saturating_record(start.elapsed().as_nanos() as u64);
-        bytes.set(bytes.get() + len as u64);
-        counter.fetch_add(1, Ordering::Relaxed);
+        counter.fetch_add(batch as u64, Ordering::Relaxed);
     }
 }
 

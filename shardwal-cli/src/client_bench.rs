@@ -24,6 +24,8 @@ pub struct ClientPlan<'a> {
     pub config: WalConfig,
     /// Writer tasks per shard.
     pub writers_per_shard: usize,
+    /// Records per request: 1 = `append_durable`, more = `append_batch_durable`.
+    pub batch: usize,
     /// Payload size of each record.
     pub record_bytes: RecordSize,
     /// Length of the measured window, in seconds.
@@ -54,6 +56,7 @@ pub fn run(plan: ClientPlan<'_>, dir: &Path) -> AnyResult<RunResult> {
                     client: client.clone(),
                     shard: ShardId(t as u32 % shards),
                     record_bytes: plan.record_bytes,
+                    batch: plan.batch,
                     seed: t as u64,
                     deadline,
                     counter: meter.counter(),
@@ -76,7 +79,8 @@ pub fn run(plan: ClientPlan<'_>, dir: &Path) -> AnyResult<RunResult> {
     let mut r = RunResult::new(plan.label, RunKind::ShardwalClient, plan.seconds);
     // Every task has ended, so its samples were folded when its writer dropped.
     r.latency_ns = latency_ns.snapshot();
-    r.ops = r.latency_ns.len();
+    // One latency sample per request of `batch` records.
+    r.ops = r.latency_ns.len() * plan.batch as u64;
     r.bytes = bytes;
     r.cpu_seconds = cpu;
     r.timeline = timeline;
@@ -88,6 +92,7 @@ struct Writer {
     client: shardwal::Client,
     shard: ShardId,
     record_bytes: RecordSize,
+    batch: usize,
     seed: u64,
     deadline: Instant,
     counter: Arc<AtomicU64>,
@@ -106,12 +111,21 @@ impl Writer {
             if now >= self.deadline {
                 break;
             }
-            let len = self.record_bytes.sample(&mut rng);
-            let record = payload.slice(..len);
-            self.client.append_durable(self.shard, record).await?;
+            let records: Vec<bytes::Bytes> = (0..self.batch)
+                .map(|_| payload.slice(..self.record_bytes.sample(&mut rng)))
+                .collect();
+            let batch_bytes: usize = records.iter().map(|r| r.len()).sum();
+            if self.batch == 1 {
+                let record = records[0].clone();
+                self.client.append_durable(self.shard, record).await?;
+            } else {
+                self.client
+                    .append_batch_durable(self.shard, records)
+                    .await?;
+            }
             self.latency_ns.record(now.elapsed().as_nanos() as u64);
-            bytes += len as u64;
-            self.counter.fetch_add(1, Ordering::Relaxed);
+            bytes += batch_bytes as u64;
+            self.counter.fetch_add(self.batch as u64, Ordering::Relaxed);
         }
         Ok(bytes)
     }

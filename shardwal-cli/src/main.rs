@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Durable appends from S shards x W writer tasks, beside the device's own limits.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
     /// Read every record of every shard in a closed log directory and check it.
     Verify {
         /// The log directory.

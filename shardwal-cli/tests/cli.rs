@@ -82,6 +82,8 @@ fn bench_via_shard_and_client_reports_both_and_their_ratio() {
             "4",
             "--via",
             "shard,client",
+            "--batch",
+            "1,8",
             "--no-baseline",
             "--unbound",
             "--dir",
@@ -98,6 +100,8 @@ fn bench_via_shard_and_client_reports_both_and_their_ratio() {
     for needle in [
         "shardwal 2x4 append_durable ",
         "shardwal 2x4 append_durable via client",
+        "shardwal 2x4 append_durable batch 8 ",
+        "shardwal 2x4 append_durable batch 8 via client",
         "client/in-shard throughput ratio",
     ] {
         assert!(stdout.contains(needle), "missing {needle:?} in:\n{stdout}");
@@ -109,6 +113,12 @@ fn bench_via_shard_and_client_reports_both_and_their_ratio() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--via client"));
+    let out = shardwal()
+        .args(["bench", "--batch", "4", "--commit", "sync-every:4"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--batch"));
 }
 
 #[test]
