@@ -4,15 +4,31 @@
 //! log for services that outgrow one machine. shardwal does not build consensus of its own.
 //!
 //! What exists so far:
-//! - [`rt::GlommioRuntime`]: openraft's `AsyncRuntime` on a glommio executor, so a Raft
-//!   group can run natively on the executor of the shard that stores its log (openraft's
+//! - [`ShardLogStore`]: openraft's `RaftLogStorage` + `RaftLogReader` over one shard, on the
+//!   shard's executor. Entries, vote, committed id, truncations and purges are records of
+//!   the same shard log ([`codec`], versioned); `IOFlushed` callbacks complete in order from
+//!   the group commits, so many Raft appends share one fdatasync; `save_vote`,
+//!   `truncate_after` and `purge` are durable before they return. It passes openraft's
+//!   storage suite (`openraft::testing::log::Suite`).
+//! - [`GlommioRuntime`]: openraft's `AsyncRuntime` on a glommio executor, so a Raft group
+//!   runs natively on the executor of the shard that stores its log (openraft's
 //!   `single-threaded` mode). It passes openraft's runtime conformance suite.
+//! - [`kv::KvStateMachine`] and [`types::KvConfig`]: a small KV state machine and type
+//!   configuration for tests and examples.
 //!
-//! The log store over a shard, the cluster example and its benchmark are the next steps
-//! (see the README's "Replication" section).
+//! Not yet: the store over the `Send` client (openraft on tokio), crash-simulator tests,
+//! the 3-node cluster example and its benchmark (see the README's "Replication" section).
+//!
+//! One Raft group per shard: open one store per shard (on that shard's executor) and run
+//! one `Raft` there; several shards are several groups.
 
 #![deny(missing_docs)]
 
+pub mod codec;
+pub mod kv;
 pub mod rt;
+pub mod store;
+pub mod types;
 
 pub use rt::GlommioRuntime;
+pub use store::ShardLogStore;
