@@ -4,31 +4,39 @@
 //! log for services that outgrow one machine. shardwal does not build consensus of its own.
 //!
 //! What exists so far:
-//! - [`ShardLogStore`]: openraft's `RaftLogStorage` + `RaftLogReader` over one shard, on the
-//!   shard's executor. Entries, vote, committed id, truncations and purges are records of
+//! - [`ShardLogStore`]: openraft's `RaftLogStorage` + `RaftLogReader` over one shard, either
+//!   on the shard's own executor (backend `Shard`, with [`GlommioRuntime`]) or through the
+//!   `Send` client from any runtime (backend [`ClientShard`], for example openraft's tokio
+//!   runtime). Entries, vote, committed id, truncations and purges are records of
 //!   the same shard log ([`codec`], versioned); `IOFlushed` callbacks complete in order from
 //!   the group commits, so many Raft appends share one fdatasync; `save_vote`,
 //!   `truncate_after` and `purge` are durable before they return. It passes openraft's
-//!   storage suite (`openraft::testing::log::Suite`).
+//!   storage suite (`openraft::testing::log::Suite`) under both runtimes.
 //! - [`GlommioRuntime`]: openraft's `AsyncRuntime` on a glommio executor, so a Raft group
 //!   runs natively on the executor of the shard that stores its log (openraft's
 //!   `single-threaded` mode). It passes openraft's runtime conformance suite.
-//! - [`kv::KvStateMachine`] and [`types::KvConfig`]: a small KV state machine and type
-//!   configuration for tests and examples.
+//! - [`kv::KvStateMachine`], [`types::KvConfig`] (glommio) and [`types::KvTokioConfig`]
+//!   (tokio): a small KV state machine and type configurations for tests and examples.
 //!
-//! Not yet: the store over the `Send` client (openraft on tokio), crash-simulator tests,
-//! the 3-node cluster example and its benchmark (see the README's "Replication" section).
+//! Not yet: crash-simulator tests of the store, the 3-node cluster example and its
+//! benchmark (see the README's "Replication" section).
+//!
+//! openraft's `single-threaded` feature is on for the whole build (cargo unifies features):
+//! under tokio, Raft and the store run in a `LocalSet` (openraft's `TokioRuntime` does that
+//! itself in that mode).
 //!
 //! One Raft group per shard: open one store per shard (on that shard's executor) and run
 //! one `Raft` there; several shards are several groups.
 
 #![deny(missing_docs)]
 
+pub mod backend;
 pub mod codec;
 pub mod kv;
 pub mod rt;
 pub mod store;
 pub mod types;
 
+pub use backend::{ClientShard, LogBackend};
 pub use rt::GlommioRuntime;
 pub use store::ShardLogStore;

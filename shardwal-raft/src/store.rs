@@ -1,5 +1,6 @@
-//! [`ShardLogStore`]: openraft's log storage over one shardwal shard, on the shard's own
-//! executor (with [`crate::GlommioRuntime`]).
+//! [`ShardLogStore`]: openraft's log storage over one shardwal shard: on the shard's own
+//! executor (backend [`Shard`], with [`crate::GlommioRuntime`]) or through the `Send` client
+//! (backend [`crate::ClientShard`], openraft on tokio).
 //!
 //! ## One ordered log
 //! Entries, the vote, the committed id, `truncate_after` and `purge` are all records of the
@@ -34,27 +35,31 @@ use std::rc::Rc;
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::type_config::TypeConfigExt;
 use openraft::{OptionalSend, RaftTypeConfig};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use shardwal::{Lsn, Shard};
 
+use crate::backend::LogBackend;
 use crate::codec::{self, LogRecord};
 
 /// The record type of a store for `C`.
 type RecordOf<C> = LogRecord<EntryOf<C>, VoteOf<C>, LogIdOf<C>>;
 
-/// openraft's log storage over one shard (one Raft group per shard). Cheap to clone: the
-/// clones share the state, as openraft's log reader must.
-pub struct ShardLogStore<C: RaftTypeConfig> {
-    shard: Shard,
+/// openraft's log storage over one shard (one Raft group per shard), reached through the
+/// backend `B`. Cheap to clone: the clones share the state, as openraft's log reader must.
+/// Single-threaded (openraft's `single-threaded` mode): it lives on the thread that opened
+/// it.
+pub struct ShardLogStore<C: RaftTypeConfig, B: LogBackend = Shard> {
+    backend: B,
     state: Rc<RefCell<State<C>>>,
 }
 
-impl<C: RaftTypeConfig> Clone for ShardLogStore<C> {
+impl<C: RaftTypeConfig, B: LogBackend> Clone for ShardLogStore<C, B> {
     fn clone(&self) -> Self {
         ShardLogStore {
-            shard: self.shard.clone(),
+            backend: self.backend.clone(),
             state: self.state.clone(),
         }
     }
@@ -73,21 +78,18 @@ struct State<C: RaftTypeConfig> {
     completer_running: bool,
 }
 
-fn io_error(e: shardwal::Error) -> io::Error {
-    io::Error::new(e.io_kind().unwrap_or(io::ErrorKind::Other), e)
-}
-
-impl<C> ShardLogStore<C>
+impl<C, B> ShardLogStore<C, B>
 where
     C: RaftTypeConfig,
+    B: LogBackend,
     EntryOf<C>: Serialize + DeserializeOwned + Clone,
     VoteOf<C>: Serialize + DeserializeOwned,
     LogIdOf<C>: Serialize + DeserializeOwned,
 {
-    /// Opens the store on `shard`, replaying every durable record of it. Errors: the shard's
-    /// read errors, or `InvalidData` for a record that is not this store's or is of a newer
-    /// format version (nothing is changed then).
-    pub fn open(shard: Shard) -> io::Result<Self> {
+    /// Opens the store on `backend`, replaying every durable record of its shard. Errors:
+    /// the shard's read errors, or `InvalidData` for a record that is not this store's or is
+    /// of a newer format version (nothing is changed then).
+    pub async fn open(backend: B) -> io::Result<Self> {
         let mut state = State {
             vote: None,
             committed: None,
@@ -96,31 +98,32 @@ where
             unflushed: VecDeque::new(),
             completer_running: false,
         };
-        for record in shard.reader(shard.first_lsn()).map_err(io_error)? {
-            let record = record.map_err(io_error)?;
-            state.replay(record.lsn, codec::decode(&record.payload)?);
-        }
+        backend
+            .replay(|lsn, bytes| {
+                state.replay(lsn, codec::decode(bytes)?);
+                Ok(())
+            })
+            .await?;
         Ok(ShardLogStore {
-            shard,
+            backend,
             state: Rc::new(RefCell::new(state)),
         })
     }
 
-    /// The shard under the store.
-    pub fn shard(&self) -> &Shard {
-        &self.shard
+    /// The backend under the store (the shard, or the client and shard id).
+    pub fn backend(&self) -> &B {
+        &self.backend
     }
 
     /// Copies `record` into the shard's ring; returns its LSN.
     async fn write(&self, record: &RecordOf<C>) -> io::Result<Lsn> {
-        let bytes = codec::encode(record)?;
-        self.shard.append(&bytes).await.map_err(io_error)
+        self.backend.append(codec::encode(record)?).await
     }
 
     /// Writes `record` and waits until it is durable.
     async fn write_durable(&self, record: &RecordOf<C>) -> io::Result<Lsn> {
         let lsn = self.write(record).await?;
-        self.shard.commit(lsn).await.map_err(io_error)?;
+        self.backend.make_durable(lsn).await?;
         Ok(lsn)
     }
 
@@ -130,7 +133,8 @@ where
             return;
         }
         let store = self.clone();
-        glommio::spawn_local(async move { store.complete_flushed().await }).detach();
+        // The runtime's own task (glommio: detached; tokio: a dropped handle detaches).
+        drop(C::spawn(async move { store.complete_flushed().await }));
     }
 
     /// Completes callbacks, in order, as group commits cover them; ends when none waits.
@@ -141,12 +145,13 @@ where
                 self.state.borrow_mut().completer_running = false;
                 return;
             };
-            let outcome = self.shard.commit(lsn).await.map_err(io_error);
-            let durable = self.shard.durable_lsn();
+            let outcome = self.backend.make_durable(lsn).await;
             loop {
                 let mut state = self.state.borrow_mut();
+                // Every callback up to `lsn` is covered by this durable point (those above
+                // it wait for the next round).
                 let covered = match (&outcome, state.unflushed.front()) {
-                    (Ok(()), Some((l, _))) => *l <= durable,
+                    (Ok(()), Some((l, _))) => *l <= lsn,
                     (Err(_), Some(_)) => true,
                     (_, None) => false,
                 };
@@ -200,9 +205,10 @@ impl<C: RaftTypeConfig> State<C> {
     }
 }
 
-impl<C> RaftLogReader<C> for ShardLogStore<C>
+impl<C, B> RaftLogReader<C> for ShardLogStore<C, B>
 where
     C: RaftTypeConfig,
+    B: LogBackend,
     EntryOf<C>: Serialize + DeserializeOwned + Clone,
     VoteOf<C>: Serialize + DeserializeOwned,
     LogIdOf<C>: Serialize + DeserializeOwned,
@@ -224,9 +230,10 @@ where
     }
 }
 
-impl<C> RaftLogStorage<C> for ShardLogStore<C>
+impl<C, B> RaftLogStorage<C> for ShardLogStore<C, B>
 where
     C: RaftTypeConfig,
+    B: LogBackend,
     EntryOf<C>: Serialize + DeserializeOwned + Clone,
     VoteOf<C>: Serialize + DeserializeOwned,
     LogIdOf<C>: Serialize + DeserializeOwned,
@@ -303,13 +310,13 @@ where
             self.write(&LogRecord::Vote(v)).await?;
         }
         let end = self.write(&LogRecord::Purge(log_id.clone())).await?;
-        self.shard.commit(end).await.map_err(io_error)?;
+        self.backend.make_durable(end).await?;
         let before = {
             let mut s = self.state.borrow_mut();
             s.purge(log_id);
             s.oldest_needed(state_from)
         };
-        self.shard.truncate_before(before).await.map_err(io_error)?;
+        self.backend.truncate_before(before).await?;
         Ok(())
     }
 }

@@ -37,3 +37,13 @@ openraft::declare_raft_types!(
         Node = (),
         AsyncRuntime = crate::GlommioRuntime,
 );
+
+openraft::declare_raft_types!(
+    /// KV writes on openraft's tokio runtime (in a `LocalSet`: the build is single-threaded),
+    /// through the `Send` client.
+    pub KvTokioConfig:
+        D = Put,
+        R = Previous,
+        Node = (),
+        AsyncRuntime = openraft_rt_tokio::TokioRuntime,
+);

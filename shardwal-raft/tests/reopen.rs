@@ -27,7 +27,7 @@ fn config(dir: &std::path::Path) -> WalConfig {
 
 async fn open(config: &WalConfig) -> Store {
     let shard = Shard::open(config, ShardId(0)).await.unwrap();
-    ShardLogStore::open(shard).unwrap()
+    ShardLogStore::open(shard).await.unwrap()
 }
 
 /// A normal entry with a 4 KiB value, so a few hundred fill a 1 MiB segment.
@@ -112,17 +112,17 @@ fn state_survives_close_and_reopen_across_truncations_and_purges() {
         assert_eq!(before.4.len(), 299);
         assert_eq!(before.4[0].index(), 401);
         assert_eq!(before.4[150].log_id(), log_id::<KvConfig>(2, 1, 551));
-        let first_lsn = store.shard().first_lsn();
+        let first_lsn = store.backend().first_lsn();
         assert!(
             first_lsn.0 > 1,
             "the purge truncated whole segments of the shard"
         );
-        store.shard().close().await.unwrap();
+        store.backend().close().await.unwrap();
         drop(store);
 
         let mut reopened = open(&cfg).await;
         assert_eq!(snapshot(&mut reopened).await, before);
-        reopened.shard().close().await.unwrap();
+        reopened.backend().close().await.unwrap();
     });
 }
 
@@ -134,6 +134,7 @@ fn a_record_that_is_not_the_stores_is_refused_on_open() {
         let shard = Shard::open(&cfg, ShardId(0)).await.unwrap();
         shard.append_durable(b"not a raft record").await.unwrap();
         let err = ShardLogStore::<KvConfig>::open(shard.clone())
+            .await
             .err()
             .expect("refused");
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
