@@ -180,8 +180,14 @@ type Node = Raft<C, KvStateMachine<C>>;
 async fn answer(raft: &Node, sm: &KvStateMachine<C>, msg: Msg) -> Reply {
     let failed = |e: &dyn std::fmt::Display| Reply::Failed(e.to_string());
     match msg {
-        Msg::Append(rpc) => raft.append_entries(rpc).await.map_or_else(|e| failed(&e), Reply::Append),
-        Msg::Vote(rpc) => raft.vote(rpc).await.map_or_else(|e| failed(&e), Reply::Vote),
+        Msg::Append(rpc) => raft
+            .append_entries(rpc)
+            .await
+            .map_or_else(|e| failed(&e), Reply::Append),
+        Msg::Vote(rpc) => raft
+            .vote(rpc)
+            .await
+            .map_or_else(|e| failed(&e), Reply::Vote),
         Msg::Snapshot(vote, meta, data) => {
             let snapshot = SnapshotOf::<C, Cursor<Vec<u8>>> {
                 meta,
@@ -192,7 +198,9 @@ async fn answer(raft: &Node, sm: &KvStateMachine<C>, msg: Msg) -> Reply {
         }
         Msg::Init(ids) => {
             let members: BTreeSet<u64> = ids.into_iter().collect();
-            raft.initialize(members).await.map_or_else(|e| failed(&e), |_| Reply::Done)
+            raft.initialize(members)
+                .await
+                .map_or_else(|e| failed(&e), |_| Reply::Done)
         }
         Msg::Put(put) => match raft.client_write(put).await {
             Ok(_) => Reply::Done,
@@ -209,7 +217,11 @@ async fn answer(raft: &Node, sm: &KvStateMachine<C>, msg: Msg) -> Reply {
     }
 }
 
-async fn serve(mut sock: tokio::net::TcpStream, raft: Node, sm: KvStateMachine<C>) -> AnyResult<()> {
+async fn serve(
+    mut sock: tokio::net::TcpStream,
+    raft: Node,
+    sm: KvStateMachine<C>,
+) -> AnyResult<()> {
     let len = sock.read_u32_le().await?;
     let mut body = vec![0u8; len as usize];
     sock.read_exact(&mut body).await?;
@@ -239,7 +251,14 @@ fn node(id: u64, dir: &Path, ports: Vec<u16>) -> AnyResult<()> {
             election_timeout_max: 1600,
             ..Default::default()
         };
-        let raft = Raft::new(id, Arc::new(config.validate()?), Net { ports }, store, sm.clone()).await?;
+        let raft = Raft::new(
+            id,
+            Arc::new(config.validate()?),
+            Net { ports },
+            store,
+            sm.clone(),
+        )
+        .await?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         loop {
             let (sock, _) = listener.accept().await?;
@@ -264,7 +283,11 @@ impl Cluster {
     fn start(dir: &Path) -> AnyResult<Cluster> {
         // Three free loopback ports, released just before the nodes bind them.
         let ports: Vec<u16> = (0..3)
-            .map(|_| Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()))
+            .map(|_| {
+                Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+                    .local_addr()?
+                    .port())
+            })
             .collect::<AnyResult<_>>()?;
         let mut c = Cluster {
             dir: dir.to_path_buf(),
@@ -369,7 +392,12 @@ struct Outcome {
 }
 
 /// Writes `count` keys of phase `phase`; records the acknowledged ones.
-fn write_phase(c: &Cluster, phase: &str, count: usize, acked: &mut BTreeMap<Vec<u8>, Vec<u8>>) -> usize {
+fn write_phase(
+    c: &Cluster,
+    phase: &str,
+    count: usize,
+    acked: &mut BTreeMap<Vec<u8>, Vec<u8>>,
+) -> usize {
     let mut unknown = 0;
     for i in 0..count {
         let put = Put {
@@ -416,7 +444,10 @@ fn check(c: &Cluster, acked: &BTreeMap<Vec<u8>, Vec<u8>>) -> AnyResult<()> {
         last.iter().all(|d| d.is_some()) && last.windows(2).all(|w| w[0] == w[1])
     });
     if agreed.is_none() {
-        let applied: Vec<_> = last.iter().map(|d| d.as_ref().map(|d| (d.0, d.1.len()))).collect();
+        let applied: Vec<_> = last
+            .iter()
+            .map(|d| d.as_ref().map(|d| (d.0, d.1.len())))
+            .collect();
         return Err(format!("state machines still differ after 30 s: {applied:?}").into());
     }
     let (_, map) = last[0].clone().expect("agreed");
@@ -426,7 +457,12 @@ fn check(c: &Cluster, acked: &BTreeMap<Vec<u8>, Vec<u8>>) -> AnyResult<()> {
         .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
         .collect();
     if !lost.is_empty() {
-        return Err(format!("{} acknowledged writes lost, first {:?}", lost.len(), &lost[..lost.len().min(5)]).into());
+        return Err(format!(
+            "{} acknowledged writes lost, first {:?}",
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        )
+        .into());
     }
     Ok(())
 }
@@ -440,13 +476,19 @@ fn describe(r: &Reply) -> String {
 }
 
 fn env_count(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("node") {
-        let ports = args[4].split(',').map(|p| p.parse().expect("port")).collect();
+        let ports = args[4]
+            .split(',')
+            .map(|p| p.parse().expect("port"))
+            .collect();
         let id = args[2].parse().expect("node id");
         if let Err(e) = node(id, Path::new(&args[3]), ports) {
             eprintln!("node {id}: {e}");
