@@ -272,6 +272,9 @@ fn node(id: u64, dir: &Path, ports: Vec<u16>) -> AnyResult<()> {
 
 // ---- the orchestrator ----------------------------------------------------------------
 
+/// A node's state machine as the orchestrator sees it: last applied index and the map.
+type Dump = (Option<u64>, BTreeMap<Vec<u8>, Vec<u8>>);
+
 /// The three node processes.
 struct Cluster {
     dir: PathBuf,
@@ -356,7 +359,7 @@ impl Cluster {
         false
     }
 
-    fn dump(&self, id: u64) -> Option<(Option<u64>, BTreeMap<Vec<u8>, Vec<u8>>)> {
+    fn dump(&self, id: u64) -> Option<Dump> {
         match call(self.port(id), &Msg::Dump) {
             Ok(Reply::Dump(applied, map)) => Some((applied, map)),
             _ => None,
