@@ -14,377 +14,19 @@
 //! `SHARDWAL_CLUSTER_WRITES=N` sets the writes per phase (default 200). Traffic goes only to
 //! 127.0.0.1, and every wait is bounded in time.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Cursor, Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
-use openraft::alias::{SnapshotMetaOf, SnapshotOf, VoteOf};
-use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
-use openraft::network::v2::RaftNetworkV2;
-use openraft::network::{RPCOption, RaftNetworkFactory};
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
-};
-use openraft::{Config, Raft};
-use openraft_rt::{AsyncRuntime, WatchReceiver};
-use openraft_rt_tokio::TokioRuntime;
-use serde::{Deserialize, Serialize};
-use shardwal::{ShardId, Wal, WalConfig};
-use shardwal_raft::kv::KvStateMachine;
-use shardwal_raft::types::{KvTokioConfig as C, Put};
-use shardwal_raft::{ClientShard, ShardLogStore};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use shardwal_raft::cluster::{run_node, wait_until, AnyResult, Cluster, NodeLog};
+use shardwal_raft::types::Put;
 
-type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
-
-/// How long one request over TCP may take before the caller gives up on it.
-const RPC_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// A request to a node: Raft's RPCs, and the example's client and control requests.
-#[derive(Serialize, Deserialize)]
-enum Msg {
-    Append(AppendEntriesRequest<C>),
-    Vote(VoteRequest<C>),
-    Snapshot(VoteOf<C>, SnapshotMetaOf<C>, Vec<u8>),
-    Init(Vec<u64>),
-    Put(Put),
-    Leader,
-    Dump,
-}
-
-/// A node's answer.
-#[derive(Serialize, Deserialize)]
-enum Reply {
-    Append(AppendEntriesResponse<C>),
-    Vote(VoteResponse<C>),
-    Snapshot(SnapshotResponse<C>),
-    Done,
-    NotLeader(Option<u64>),
-    Leader(Option<u64>),
-    Dump(Option<u64>, BTreeMap<Vec<u8>, Vec<u8>>),
-    Failed(String),
-}
-
-// ---- framing: a u32 little-endian length, then bincode --------------------------------
-
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
-    let body = bincode::serialize(value).expect("encodable");
-    let mut frame = (body.len() as u32).to_le_bytes().to_vec();
-    frame.extend_from_slice(&body);
-    frame
-}
-
-/// One blocking request (the orchestrator's side).
-fn call(port: u16, msg: &Msg) -> AnyResult<Reply> {
-    let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), RPC_TIMEOUT)?;
-    s.set_read_timeout(Some(RPC_TIMEOUT * 3))?;
-    s.set_write_timeout(Some(RPC_TIMEOUT))?;
-    s.write_all(&encode(msg))?;
-    let mut len = [0u8; 4];
-    s.read_exact(&mut len)?;
-    let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
-    s.read_exact(&mut body)?;
-    Ok(bincode::deserialize(&body)?)
-}
-
-/// One async request (a node's Raft network).
-async fn call_async(port: u16, msg: &Msg) -> AnyResult<Reply> {
-    let exchange = async {
-        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-        s.write_all(&encode(msg)).await?;
-        let len = s.read_u32_le().await?;
-        let mut body = vec![0u8; len as usize];
-        s.read_exact(&mut body).await?;
-        AnyResult::Ok(bincode::deserialize(&body)?)
-    };
-    tokio::time::timeout(RPC_TIMEOUT, exchange).await?
-}
-
-// ---- a node --------------------------------------------------------------------------
-
-/// Raft's network: one short TCP connection per RPC to `ports[target - 1]`.
-#[derive(Clone)]
-struct Net {
-    ports: Vec<u16>,
-}
-
-struct Peer {
-    port: u16,
-}
-
-fn unreachable(e: impl std::fmt::Display) -> RPCError<C> {
-    let e = std::io::Error::other(e.to_string());
-    RPCError::Unreachable(Unreachable::new(&e))
-}
-
-impl RaftNetworkFactory<C> for Net {
-    type Network = Peer;
-
-    async fn new_client(&mut self, target: u64, _node: &()) -> Peer {
-        Peer {
-            port: self.ports[target as usize - 1],
-        }
-    }
-}
-
-impl RaftNetworkV2<C> for Peer {
-    type SnapshotData = Cursor<Vec<u8>>;
-
-    async fn append_entries(
-        &mut self,
-        rpc: AppendEntriesRequest<C>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        match call_async(self.port, &Msg::Append(rpc)).await {
-            Ok(Reply::Append(r)) => Ok(r),
-            Ok(_) => Err(unreachable("unexpected reply to append")),
-            Err(e) => Err(unreachable(e)),
-        }
-    }
-
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<C>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<C>, RPCError<C>> {
-        match call_async(self.port, &Msg::Vote(rpc)).await {
-            Ok(Reply::Vote(r)) => Ok(r),
-            Ok(_) => Err(unreachable("unexpected reply to vote")),
-            Err(e) => Err(unreachable(e)),
-        }
-    }
-
-    async fn full_snapshot(
-        &mut self,
-        vote: VoteOf<C>,
-        snapshot: SnapshotOf<C, Self::SnapshotData>,
-        _cancel: impl std::future::Future<Output = ReplicationClosed> + 'static,
-        _option: RPCOption,
-    ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
-        let msg = Msg::Snapshot(vote, snapshot.meta, snapshot.snapshot.into_inner());
-        match call_async(self.port, &msg).await {
-            Ok(Reply::Snapshot(r)) => Ok(r),
-            Ok(_) => Err(unreachable("unexpected reply to snapshot").into()),
-            Err(e) => Err(unreachable(e).into()),
-        }
-    }
-}
-
-type Node = Raft<C, KvStateMachine<C>>;
-
-/// Answers one request.
-async fn answer(raft: &Node, sm: &KvStateMachine<C>, msg: Msg) -> Reply {
-    let failed = |e: &dyn std::fmt::Display| Reply::Failed(e.to_string());
-    match msg {
-        Msg::Append(rpc) => raft
-            .append_entries(rpc)
-            .await
-            .map_or_else(|e| failed(&e), Reply::Append),
-        Msg::Vote(rpc) => raft
-            .vote(rpc)
-            .await
-            .map_or_else(|e| failed(&e), Reply::Vote),
-        Msg::Snapshot(vote, meta, data) => {
-            let snapshot = SnapshotOf::<C, Cursor<Vec<u8>>> {
-                meta,
-                snapshot: Cursor::new(data),
-            };
-            let r = raft.install_full_snapshot(vote, snapshot).await;
-            r.map_or_else(|e| failed(&e), Reply::Snapshot)
-        }
-        Msg::Init(ids) => {
-            let members: BTreeSet<u64> = ids.into_iter().collect();
-            raft.initialize(members)
-                .await
-                .map_or_else(|e| failed(&e), |_| Reply::Done)
-        }
-        Msg::Put(put) => match raft.client_write(put).await {
-            Ok(_) => Reply::Done,
-            Err(e) => match e.forward_to_leader() {
-                Some(f) => Reply::NotLeader(f.leader_id),
-                None => failed(&e),
-            },
-        },
-        Msg::Leader => Reply::Leader(raft.metrics().borrow_watched().current_leader),
-        Msg::Dump => {
-            let s = sm.state();
-            Reply::Dump(s.last_applied.map(|l| l.index), s.map)
-        }
-    }
-}
-
-async fn serve(
-    mut sock: tokio::net::TcpStream,
-    raft: Node,
-    sm: KvStateMachine<C>,
-) -> AnyResult<()> {
-    let len = sock.read_u32_le().await?;
-    let mut body = vec![0u8; len as usize];
-    sock.read_exact(&mut body).await?;
-    let reply = answer(&raft, &sm, bincode::deserialize(&body)?).await;
-    sock.write_all(&encode(&reply)).await?;
-    Ok(())
-}
-
-/// A node process: its log, its Raft, its listener; runs until killed.
-fn node(id: u64, dir: &Path, ports: Vec<u16>) -> AnyResult<()> {
-    let config = WalConfig::builder(dir)
-        .shard_count(1)
-        .segment_bytes(8 << 20)
-        .build()?;
-    let wal = Wal::start(config)?;
-    let backend = ClientShard {
-        client: wal.client(),
-        shard: ShardId(0),
-    };
-    let port = ports[id as usize - 1];
-    TokioRuntime::new(1).block_on(async move {
-        let store = ShardLogStore::<C, ClientShard>::open(backend).await?;
-        let sm = KvStateMachine::<C>::default();
-        let config = Config {
-            heartbeat_interval: 100,
-            election_timeout_min: 800,
-            election_timeout_max: 1600,
-            ..Default::default()
-        };
-        let raft = Raft::new(
-            id,
-            Arc::new(config.validate()?),
-            Net { ports },
-            store,
-            sm.clone(),
-        )
-        .await?;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        loop {
-            let (sock, _) = listener.accept().await?;
-            let (raft, sm) = (raft.clone(), sm.clone());
-            tokio::task::spawn_local(async move {
-                let _ = serve(sock, raft, sm).await;
-            });
-        }
-    })
-}
-
-// ---- the orchestrator ----------------------------------------------------------------
-
-/// A node's state machine as the orchestrator sees it: last applied index and the map.
-type Dump = (Option<u64>, BTreeMap<Vec<u8>, Vec<u8>>);
-
-/// The three node processes.
-struct Cluster {
-    dir: PathBuf,
-    ports: Vec<u16>,
-    children: Vec<Option<Child>>,
-}
-
-impl Cluster {
-    fn start(dir: &Path) -> AnyResult<Cluster> {
-        // Three free loopback ports, released just before the nodes bind them.
-        let ports: Vec<u16> = (0..3)
-            .map(|_| {
-                Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-                    .local_addr()?
-                    .port())
-            })
-            .collect::<AnyResult<_>>()?;
-        let mut c = Cluster {
-            dir: dir.to_path_buf(),
-            ports,
-            children: vec![None, None, None],
-        };
-        for id in 1..=3 {
-            c.spawn(id)?;
-        }
-        Ok(c)
-    }
-
-    fn spawn(&mut self, id: u64) -> AnyResult<()> {
-        let ports: Vec<String> = self.ports.iter().map(|p| p.to_string()).collect();
-        let child = Command::new(std::env::current_exe()?)
-            .arg("node")
-            .arg(id.to_string())
-            .arg(self.dir.join(format!("node-{id}")))
-            .arg(ports.join(","))
-            .spawn()?;
-        self.children[id as usize - 1] = Some(child);
-        wait_until(Duration::from_secs(20), || {
-            matches!(call(self.port(id), &Msg::Leader), Ok(Reply::Leader(_)))
-        })
-        .ok_or_else(|| format!("node {id} did not start"))?;
-        Ok(())
-    }
-
-    fn kill(&mut self, id: u64) -> AnyResult<()> {
-        if let Some(mut child) = self.children[id as usize - 1].take() {
-            child.kill()?; // SIGKILL
-            child.wait()?;
-        }
-        Ok(())
-    }
-
-    fn port(&self, id: u64) -> u16 {
-        self.ports[id as usize - 1]
-    }
-
-    fn leader(&self) -> Option<u64> {
-        (1..=3).find_map(|id| match call(self.port(id), &Msg::Leader) {
-            Ok(Reply::Leader(Some(l))) if self.children[l as usize - 1].is_some() => Some(l),
-            _ => None,
-        })
-    }
-
-    /// Writes `put` through the leader, retrying for up to 15 s; `true` once acknowledged.
-    fn write(&self, put: &Put) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let mut target = self.leader().unwrap_or(1);
-        while Instant::now() < deadline {
-            if self.children[target as usize - 1].is_some() {
-                match call(self.port(target), &Msg::Put(put.clone())) {
-                    Ok(Reply::Done) => return true,
-                    Ok(Reply::NotLeader(Some(l))) => {
-                        target = l;
-                        continue;
-                    }
-                    _ => {}
-                }
-            }
-            std::thread::sleep(Duration::from_millis(50));
-            target = self.leader().unwrap_or(target % 3 + 1);
-        }
-        false
-    }
-
-    fn dump(&self, id: u64) -> Option<Dump> {
-        match call(self.port(id), &Msg::Dump) {
-            Ok(Reply::Dump(applied, map)) => Some((applied, map)),
-            _ => None,
-        }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for id in 1..=3 {
-            let _ = self.kill(id);
-        }
-    }
-}
-
-/// Polls `ok` every 50 ms until it holds (`Some`) or `limit` passes (`None`).
-fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> Option<()> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if ok() {
-            return Some(());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
+/// The node processes are this binary with `node ID DIR PORTS`.
+fn node_command(id: u64, dir: &Path, ports: &str) -> Command {
+    let mut c = Command::new(std::env::current_exe().expect("own path"));
+    c.arg("node").arg(id.to_string()).arg(dir).arg(ports);
+    c
 }
 
 /// What one scenario saw.
@@ -418,12 +60,8 @@ fn write_phase(
 
 fn scenario(run: usize, writes: usize) -> AnyResult<Outcome> {
     let dir = tempfile::tempdir()?;
-    let mut c = Cluster::start(dir.path())?;
-    match call(c.port(1), &Msg::Init(vec![1, 2, 3]))? {
-        Reply::Done => {}
-        other => return Err(format!("initialize: {:?}", describe(&other)).into()),
-    }
-    wait_until(Duration::from_secs(20), || c.leader().is_some()).ok_or("no leader elected")?;
+    let mut c = Cluster::start(dir.path(), Box::new(node_command))?;
+    c.initialize()?;
     let mut acked = BTreeMap::new();
     let mut unknown = write_phase(&c, &format!("r{run}-before"), writes, &mut acked);
     let killed = c.leader().ok_or("no leader to kill")?;
@@ -470,14 +108,6 @@ fn check(c: &Cluster, acked: &BTreeMap<Vec<u8>, Vec<u8>>) -> AnyResult<()> {
     Ok(())
 }
 
-fn describe(r: &Reply) -> String {
-    match r {
-        Reply::Failed(e) => format!("failed: {e}"),
-        Reply::NotLeader(l) => format!("not the leader (leader {l:?})"),
-        _ => "unexpected reply".into(),
-    }
-}
-
 fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -493,7 +123,7 @@ fn main() -> ExitCode {
             .map(|p| p.parse().expect("port"))
             .collect();
         let id = args[2].parse().expect("node id");
-        if let Err(e) = node(id, Path::new(&args[3]), ports) {
+        if let Err(e) = run_node(id, Path::new(&args[3]), ports, NodeLog::Shardwal) {
             eprintln!("node {id}: {e}");
             return ExitCode::FAILURE;
         }

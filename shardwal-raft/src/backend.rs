@@ -116,3 +116,39 @@ impl LogBackend for ClientShard {
         }
     }
 }
+
+/// A record of a [`MemoryBackend`]: its LSN and bytes.
+type MemoryRecord = (Lsn, Vec<u8>);
+
+/// Records kept in memory only, "durable" at once: the same store with the cost of
+/// durability taken out, as a ceiling for replication benchmarks. Never use it for data.
+#[derive(Clone, Default)]
+pub struct MemoryBackend {
+    records: std::rc::Rc<std::cell::RefCell<Vec<MemoryRecord>>>,
+    last_lsn: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl LogBackend for MemoryBackend {
+    async fn append(&self, record: Vec<u8>) -> io::Result<Lsn> {
+        let lsn = Lsn(self.last_lsn.get() + 1);
+        self.last_lsn.set(lsn.0);
+        self.records.borrow_mut().push((lsn, record));
+        Ok(lsn)
+    }
+
+    async fn make_durable(&self, _lsn: Lsn) -> io::Result<()> {
+        Ok(())
+    }
+
+    async fn truncate_before(&self, before: Lsn) -> io::Result<()> {
+        self.records.borrow_mut().retain(|(l, _)| *l >= before);
+        Ok(())
+    }
+
+    async fn replay(&self, mut visit: impl FnMut(Lsn, &[u8]) -> io::Result<()>) -> io::Result<()> {
+        for (lsn, bytes) in self.records.borrow().iter() {
+            visit(*lsn, bytes)?;
+        }
+        Ok(())
+    }
+}

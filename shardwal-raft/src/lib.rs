@@ -31,12 +31,13 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod cluster;
 pub mod codec;
 pub mod kv;
 pub mod rt;
 pub mod store;
 pub mod types;
 
-pub use backend::{ClientShard, LogBackend};
+pub use backend::{ClientShard, LogBackend, MemoryBackend};
 pub use rt::GlommioRuntime;
 pub use store::ShardLogStore;
