@@ -143,6 +143,14 @@ pub struct BenchArgs {
     /// interleaved, with the client/in-shard throughput ratio.
     #[arg(long, value_delimiter = ',', default_value = "shard")]
     pub via: Vec<Via>,
+    /// Replicated durable writes on a 3-node openraft cluster over loopback TCP, beside the
+    /// same cluster with its Raft log in memory, for each `--raft-clients` count (the shard
+    /// options do not apply).
+    #[arg(long)]
+    pub raft: bool,
+    /// Concurrent clients of `--raft` runs; a comma list runs each in turn.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,1024")]
+    pub raft_clients: Vec<usize>,
     /// Records per request with `--commit every`: each writer appends a batch of N records
     /// (`Shard::append_batch` + `commit`, or `Client::append_batch_durable`) and waits until
     /// the batch is durable; a comma list runs each in turn. 1 = `append_durable`.
@@ -197,6 +205,9 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
     }
     if args.via.is_empty() {
         return Err("--via needs shard, client or both".into());
+    }
+    if args.raft && (args.peers || args.raft_clients.is_empty() || args.raft_clients.contains(&0)) {
+        return Err("--raft needs --raft-clients counts above 0 and no --peers".into());
     }
     if args.batch.is_empty() || args.batch.contains(&0) {
         return Err("--batch needs one or more counts above 0".into());
@@ -260,6 +271,10 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
         base.path().join(format!("run-{run_no}"))
     };
     for round in 0..args.rounds {
+        if args.raft {
+            raft_round(args, round, &mut next_dir, &mut results)?;
+            continue;
+        }
         let mut done = |r: RunResult| {
             eprintln!("round {}: {}", round + 1, one_line(&r));
             results.push(r);
@@ -285,6 +300,26 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
         );
         crate::plot::write_svg(path, &title, &picks)?;
         eprintln!("plot written to {}", path.display());
+    }
+    Ok(())
+}
+
+/// One round of `--raft`: for each client count, the durable cluster then the in-memory one.
+fn raft_round(
+    args: &BenchArgs,
+    round: usize,
+    next_dir: &mut dyn FnMut() -> PathBuf,
+    results: &mut Vec<RunResult>,
+) -> AnyResult<()> {
+    use shardwal_raft::cluster::NodeLog;
+    for &clients in &args.raft_clients {
+        for log in [NodeLog::Shardwal, NodeLog::Memory] {
+            let dir = next_dir();
+            let r = crate::raft_bench::run(&dir, clients, log, args.seconds)?;
+            std::fs::remove_dir_all(&dir)?;
+            eprintln!("round {}: {}", round + 1, one_line(&r));
+            results.push(r);
+        }
     }
     Ok(())
 }

@@ -23,6 +23,7 @@ pub mod inspect;
 #[cfg(feature = "peers")]
 pub mod peers;
 pub mod plot;
+pub mod raft_bench;
 pub mod report;
 pub mod run;
 pub mod stats;

@@ -38,6 +38,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// One node of the `bench --raft` cluster (started by the bench itself).
+    #[command(hide = true)]
+    RaftNode {
+        /// Node id, 1-based.
+        id: u64,
+        /// The node's log directory.
+        dir: PathBuf,
+        /// Every node's port, comma-separated.
+        ports: String,
+        /// Where the Raft log lives: shardwal or memory.
+        log: String,
+    },
     /// Take consistent cuts from a log's shared header for a while and report how many (the
     /// second process of `bench --cut-reader`).
     #[command(hide = true)]
@@ -64,6 +76,12 @@ fn main() -> ExitCode {
         Some(Command::Verify { dir }) => verify::run(&dir),
         Some(Command::Inspect { dir, json }) => inspect::run(&dir, json),
         Some(Command::CutReader { dir, seconds }) => cut_reader::run(&dir, seconds),
+        Some(Command::RaftNode {
+            id,
+            dir,
+            ports,
+            log,
+        }) => raft_node(id, &dir, &ports, &log),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -72,4 +90,19 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs one node of the `bench --raft` cluster until it is killed.
+fn raft_node(
+    id: u64,
+    dir: &std::path::Path,
+    ports: &str,
+    log: &str,
+) -> shardwal_cli::AnyResult<()> {
+    use shardwal_raft::cluster::{run_node, NodeLog};
+    let ports = ports
+        .split(',')
+        .map(|p| p.parse::<u16>())
+        .collect::<Result<Vec<_>, _>>()?;
+    run_node(id, dir, ports, NodeLog::parse(log)?)
 }

@@ -162,7 +162,9 @@ fn summarize(label: &str, runs: &[&RunResult], device: f64, ceiling: f64) -> Run
         mb_per_sec: m(&|r| r.bytes as f64 / r.seconds / 1e6),
         fdatasyncs_per_sec: m(&|r| r.fdatasyncs as f64 / r.seconds),
         records_per_flush: m(&|r| r.ops as f64 / r.flushes as f64),
-        records_per_fdatasync: m(&|r| r.ops as f64 / r.fdatasyncs as f64),
+        records_per_fdatasync: m(&|r| {
+            r.leader_records.unwrap_or(r.ops) as f64 / r.fdatasyncs as f64
+        }),
         latency_us: LatencySummary {
             p50: q(0.5),
             p90: q(0.9),
@@ -337,6 +339,7 @@ fn print_notes(summaries: &[RunSummary], registered: Option<bool>) {
     }
     paired_ratio(summaries, " (no publish)", "publishing on/off");
     paired_ratio(summaries, " via client", "client/in-shard");
+    paired_ratio(summaries, " (memory log)", "durable/in-memory");
 }
 
 /// For each label `L` with a partner `L + suffix`: the throughput ratio between them

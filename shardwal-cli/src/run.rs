@@ -28,6 +28,8 @@ pub enum RunKind {
     ShardwalClient,
     /// Another log (`--peers`).
     Peer,
+    /// A replicated cluster (`--raft`).
+    Replicated,
 }
 
 /// One measured run.
@@ -43,6 +45,9 @@ pub struct RunResult {
     pub open_ms: Option<f64>,
     /// Microseconds the first durable commit took right after opening, slowest shard.
     pub first_commit_us: Option<f64>,
+    /// Records the Raft leader's log made durable in the window (`--raft`: entries plus the
+    /// store's own records), for records per fdatasync.
+    pub leader_records: Option<u64>,
     /// Records made durable inside the measured window.
     pub ops: u64,
     /// Payload bytes of those records.
@@ -83,6 +88,7 @@ impl RunResult {
             geometry: None,
             open_ms: None,
             first_commit_us: None,
+            leader_records: None,
             ops: 0,
             bytes: 0,
             fdatasyncs: 0,
