@@ -78,6 +78,7 @@ pub mod segment;
 pub mod shard;
 pub mod shm;
 pub mod storage;
+pub(crate) mod walk;
 
 pub use client::{shard_for_key, Client, ClientFuture, ReadStream, Wal};
 pub use config::{CpuPlacement, Durability, WalConfig, WalConfigBuilder};

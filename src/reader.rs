@@ -3,8 +3,10 @@
 //! [`LogReader`] uses plain `std::fs` reads: it is `Send`, needs no executor, and works on a
 //! closed log directory ([`LogReader::open`]) as well as on a live shard
 //! ([`crate::Shard::reader`], bounded by the shard's durable LSN, so it never returns a
-//! record that is not durable). It holds one segment in memory at a time and hands out
-//! payloads as [`Bytes`] slices of it, without copying.
+//! record that is not durable). It reads a segment in chunks of [`CHUNK_BYTES`] through a
+//! window (see the `walk` module: buffered reads, and why), so its memory does not depend
+//! on the segment size, and hands out payloads as [`Bytes`] slices of a chunk, without
+//! copying.
 
 use std::path::{Path, PathBuf};
 
@@ -13,8 +15,10 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::lsn::{Lsn, ShardId};
 use crate::record::segment_seed;
-use crate::recovery::{scan_shard, step, ChainSegment, Step};
+use crate::recovery::{scan_shard, ChainSegment};
 use crate::segment::{shard_dir, SegmentHeader, BLOCK_BYTES};
+use crate::walk::{SegmentWindow, WalkStep};
+pub use crate::walk::{CHUNK_BYTES, MAX_FRAME_BYTES};
 
 /// One record read back from the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,27 +29,21 @@ pub struct Record {
     pub payload: Bytes,
 }
 
-/// Why a segment could not be loaded.
-enum LoadError {
-    /// The file could not be read: [`Error::Io`] with its path (the data may be fine).
-    Io(Error),
-    /// The file reads, but does not hold the segment the chain expects: corruption.
-    Damaged(String),
-}
-
 /// An iterator over one shard's records, `from ..= upto`, in order.
 ///
-/// Yields `Err` (and then stops) when a segment cannot be read ([`Error::Io`], with the
-/// file's path) or a frame that must exist (its LSN is at or below the bound) is damaged
-/// ([`Error::Corruption`]).
+/// Yields `Err` (and then stops): [`Error::Io`] when a segment cannot be read,
+/// [`Error::Corruption`] when a frame that must exist (its LSN is at or below the bound) is
+/// damaged. Memory: one chunk of [`CHUNK_BYTES`], or one frame when a frame is larger.
 pub struct LogReader {
     shard: ShardId,
     chain: Vec<ChainSegment>,
     seg_idx: usize,
-    bytes: Bytes,
+    /// The segment being read; `None` between segments.
+    window: Option<SegmentWindow>,
     path: PathBuf,
     seed: u64,
-    pos: usize,
+    /// File offset of the next frame in the current segment.
+    pos: u64,
     expected: Lsn,
     from: Lsn,
     upto: Lsn,
@@ -97,7 +95,7 @@ impl LogReader {
             done: chain.is_empty() || from > upto,
             chain,
             seg_idx,
-            bytes: Bytes::new(),
+            window: None,
             path: PathBuf::new(),
             seed: 0,
             pos: 0,
@@ -117,37 +115,58 @@ impl LogReader {
         Some(Err(Error::Corruption {
             shard: self.shard,
             path: self.path.clone(),
-            offset: self.pos as u64,
+            offset: self.pos,
             expected_lsn: self.expected,
             detail,
         }))
     }
 
-    /// Reads the current segment.
-    fn load_segment(&mut self) -> Result<(), LoadError> {
+    fn io_error(&mut self, e: std::io::Error) -> Option<Result<Record>> {
+        self.done = true;
+        Some(Err(Error::io("reading segment", self.path.clone(), e)))
+    }
+
+    /// Opens the current segment and checks its header. `Err(Ok(detail))`: the header is
+    /// damaged or does not continue the log; `Err(Err(e))`: the file cannot be read.
+    fn load_segment(
+        &mut self,
+    ) -> std::result::Result<(), std::result::Result<String, std::io::Error>> {
         let seg = &self.chain[self.seg_idx];
         self.path = seg.path.clone();
-        let data = std::fs::read(&seg.path)
-            .map_err(|e| LoadError::Io(Error::io("reading segment", &seg.path, e)))?;
-        let header = SegmentHeader::decode(&data)
-            .map_err(|e| LoadError::Damaged(format!("segment header does not decode: {e:?}")))?;
+        self.pos = 0;
+        let mut window = SegmentWindow::open(&seg.path).map_err(Err)?;
+        let header = SegmentHeader::decode(window.header_block().map_err(Err)?)
+            .map_err(|e| Ok(format!("segment header does not decode: {e:?}")))?;
         if header.base_lsn != self.expected {
-            return Err(LoadError::Damaged(format!(
+            return Err(Ok(format!(
                 "segment starts at lsn {} but lsn {} was expected",
                 header.base_lsn, self.expected
             )));
         }
         self.seed = segment_seed(header.shard.0, header.generation);
-        self.bytes = Bytes::from(data);
-        self.pos = BLOCK_BYTES;
+        self.pos = BLOCK_BYTES as u64;
+        debug_assert_eq!(window.path(), self.path);
+        self.window = Some(window);
         Ok(())
     }
 
-    /// Moves to the next segment when the current one ends at `expected`.
-    fn next_segment(&mut self) -> bool {
-        self.seg_idx += 1;
-        self.bytes = Bytes::new();
-        self.seg_idx < self.chain.len()
+    /// The segment ended at `expected`: the next one must continue there, or the log ends
+    /// early (`damaged` says why, when the end was a bad frame).
+    fn segment_ended(&mut self, damaged: Option<&'static str>) -> Option<Option<Result<Record>>> {
+        let continues = self
+            .chain
+            .get(self.seg_idx + 1)
+            .is_some_and(|s| s.base_lsn == self.expected);
+        if continues {
+            self.seg_idx += 1;
+            self.window = None;
+            return None;
+        }
+        let what = damaged.unwrap_or("the log ends early");
+        Some(self.corruption(format!(
+            "record {} should exist (bound {}), but {what}",
+            self.expected, self.upto
+        )))
     }
 }
 
@@ -160,45 +179,39 @@ impl Iterator for LogReader {
                 self.done = true;
                 return None;
             }
-            if self.bytes.is_empty() {
+            if self.window.is_none() {
                 match self.load_segment() {
                     Ok(()) => {}
-                    Err(LoadError::Damaged(detail)) => return self.corruption(detail),
-                    Err(LoadError::Io(io)) => {
-                        self.done = true;
-                        return Some(Err(io));
-                    }
+                    Err(Ok(detail)) => return self.corruption(detail),
+                    Err(Err(e)) => return self.io_error(e),
                 }
             }
-            match step(&self.bytes, self.pos, self.seed, self.expected) {
-                Step::Skip { next, .. } => self.pos = next,
-                Step::Record { lsn, payload, next } => {
+            let window = self.window.as_mut().expect("a segment is loaded");
+            let step = match window.step(self.pos, self.seed, self.expected) {
+                Ok(step) => step,
+                Err(e) => return self.io_error(e),
+            };
+            match step {
+                WalkStep::Skip { next, .. } => self.pos = next,
+                WalkStep::Record { lsn, payload, next } => {
+                    assert_eq!(lsn, self.expected, "the walk yields records in order");
                     self.pos = next;
                     self.expected = lsn.next();
                     if lsn >= self.from {
-                        let payload = self.bytes.slice(payload);
                         return Some(Ok(Record { lsn, payload }));
                     }
                 }
                 // The segment ends here (cleanly, or in an abandoned tail): the next one
                 // must continue at `expected`.
-                end => {
-                    let continues = self
-                        .chain
-                        .get(self.seg_idx + 1)
-                        .is_some_and(|s| s.base_lsn == self.expected);
-                    if continues {
-                        self.next_segment();
-                        continue;
+                WalkStep::Full | WalkStep::ZeroBlock => {
+                    if let Some(out) = self.segment_ended(None) {
+                        return out;
                     }
-                    let what = match end {
-                        Step::Damaged(reason) => reason,
-                        _ => "the log ends early",
-                    };
-                    return self.corruption(format!(
-                        "record {} should exist (bound {}), but {what}",
-                        self.expected, self.upto
-                    ));
+                }
+                WalkStep::Damaged(reason) => {
+                    if let Some(out) = self.segment_ended(Some(reason)) {
+                        return out;
+                    }
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! Recovery: scan a shard's segments, verify every frame, and decide where the log ends.
 //!
-//! The scan is read-only and synchronous (plain `std::fs` reads), so readers of a closed
-//! directory use it without an executor. [`scan_shard`] returns a [`ShardScan`]: the chain
+//! The scan is read-only and synchronous (plain `std::fs` reads, a chunk at a time through
+//! the `walk` module's window, so it holds one chunk whatever the segment size), and readers
+//! of a closed directory use it without an executor. [`scan_shard`] returns a [`ShardScan`]: the chain
 //! of segments that hold the log, the next LSN, where writing may resume, and which files
 //! hold nothing acknowledged and should be removed. [`crate::shard`] applies it.
 //!
@@ -31,6 +32,7 @@ use crate::record::{decode, segment_seed, Frame, FRAME_HEADER_BYTES};
 use crate::segment::{
     list_segments, list_spares, HeaderError, SegmentHeader, BLOCK_BYTES, FORMAT_VERSION,
 };
+use crate::walk::{step, SegmentWindow, Step, WalkStep};
 
 /// A segment in the valid chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -157,80 +159,6 @@ pub fn scan_segment_bytes(bytes: &[u8]) -> std::result::Result<SegmentSummary, H
     })
 }
 
-/// Whether `pos` (a frame position in the segment `bytes`) lies in the zero padding at the end
-/// of a write that leaves fewer than [`FRAME_HEADER_BYTES`] before the next 4 KiB boundary.
-/// [`decode`] cannot tell on its own: its 24-byte window reaches into the next block, which
-/// may hold the marker of the next write. A frame that crosses the boundary does not have
-/// those bytes all zero (its kind byte is not zero; with only 8 bytes before the boundary,
-/// its checksum is not zero).
-pub(crate) fn short_padding(bytes: &[u8], pos: usize) -> bool {
-    let boundary = pos.next_multiple_of(BLOCK_BYTES);
-    pos != boundary
-        && boundary - pos < FRAME_HEADER_BYTES
-        && boundary <= bytes.len()
-        && bytes[pos..boundary].iter().all(|&b| b == 0)
-}
-
-/// One step of the walk over a segment's frames, from a frame position.
-pub(crate) enum Step {
-    /// The record that was expected; the next frame starts at `next`.
-    Record {
-        lsn: Lsn,
-        payload: std::ops::Range<usize>,
-        next: usize,
-    },
-    /// A marker at a block boundary (`vouched` is the durable LSN it records) or padding;
-    /// go on at `next`.
-    Skip { next: usize, vouched: Option<Lsn> },
-    /// No frame fits before the end of the segment.
-    Full,
-    /// A zero header at a block boundary: no write started here.
-    ZeroBlock,
-    /// Not the frame that belongs here.
-    Damaged(&'static str),
-}
-
-/// Decodes the frame at `pos` of segment `bytes` (checksums seeded with `seed`), where the
-/// record with LSN `expected` should come next. The one definition of the frame walk:
-/// recovery ([`scan_frames`]) and replay ([`crate::LogReader`]) both step with it.
-pub(crate) fn step(bytes: &[u8], pos: usize, seed: u64, expected: Lsn) -> Step {
-    let boundary = pos.next_multiple_of(BLOCK_BYTES);
-    if short_padding(bytes, pos) {
-        return Step::Skip {
-            next: boundary,
-            vouched: None,
-        };
-    }
-    if pos + FRAME_HEADER_BYTES > bytes.len() {
-        return Step::Full;
-    }
-    match decode(&bytes[pos..], seed) {
-        Frame::Marker { .. } if pos != boundary => Step::Damaged("marker inside a write"),
-        Frame::Marker { durable_lsn } => Step::Skip {
-            next: pos + FRAME_HEADER_BYTES,
-            vouched: Some(durable_lsn),
-        },
-        Frame::Record { lsn, .. } if lsn != expected => {
-            Step::Damaged("record out of sequence (stale or misplaced)")
-        }
-        Frame::Record {
-            lsn,
-            payload,
-            frame_bytes,
-        } => Step::Record {
-            lsn,
-            payload: pos + payload.start..pos + payload.end,
-            next: pos + frame_bytes,
-        },
-        Frame::Zero if pos != boundary => Step::Skip {
-            next: boundary,
-            vouched: None,
-        },
-        Frame::Zero => Step::ZeroBlock,
-        Frame::Invalid(reason) => Step::Damaged(reason),
-    }
-}
-
 /// Walks the frames of one segment (`bytes` is the whole file) from its first block,
 /// calling `visit` for each record in order. Returns how it ended, the next expected LSN and
 /// the highest LSN vouched for by a marker in the contiguous part.
@@ -289,8 +217,42 @@ fn markers_after(bytes: &[u8], seed: u64, from: usize) -> Lsn {
     vouched
 }
 
-fn read_segment(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| Error::io("reading segment", path, e))
+/// [`scan_frames`] through a window over the segment's file: the same walk, reading the
+/// file a chunk at a time, so a scan holds one chunk whatever the segment size.
+fn scan_window(
+    win: &mut SegmentWindow,
+    header: &SegmentHeader,
+) -> std::io::Result<(SegmentEnd, Lsn, Lsn)> {
+    let seed = segment_seed(header.shard.0, header.generation);
+    let mut expected = header.base_lsn;
+    let mut vouched = Lsn::ZERO;
+    let mut pos = BLOCK_BYTES as u64;
+    loop {
+        let end = match win.step(pos, seed, expected)? {
+            WalkStep::Record { lsn, next, .. } => {
+                assert_eq!(lsn, expected, "the walk yields records in order");
+                expected = lsn.next();
+                pos = next;
+                continue;
+            }
+            WalkStep::Skip { next, vouched: v } => {
+                vouched = vouched.max(v.unwrap_or(Lsn::ZERO));
+                pos = next;
+                continue;
+            }
+            WalkStep::Full => SegmentEnd::Full,
+            WalkStep::ZeroBlock if win.zeros_from(pos)? => SegmentEnd::Clean { write_pos: pos },
+            WalkStep::ZeroBlock => SegmentEnd::Damaged {
+                offset: pos,
+                reason: "data after a hole (writes landed out of order)",
+            },
+            WalkStep::Damaged(reason) => SegmentEnd::Damaged {
+                offset: pos,
+                reason,
+            },
+        };
+        return Ok((end, expected, vouched));
+    }
 }
 
 /// Scans every segment of shard `shard` in `shard_dir` (see the module docs). Reads only.
@@ -323,8 +285,9 @@ pub fn scan_shard(shard_dir: &Path, shard: ShardId) -> Result<ShardScan> {
     let mut last_end_clean: Option<(u64, PathBuf, u64, u64)> = None;
 
     for (generation, path) in files {
-        let bytes = read_segment(&path)?;
-        let header = match SegmentHeader::decode(&bytes) {
+        let read_error = |e| Error::io("reading segment", &path, e);
+        let mut win = SegmentWindow::open(&path).map_err(read_error)?;
+        let header = match SegmentHeader::decode(win.header_block().map_err(read_error)?) {
             Ok(h) => Some(h),
             Err(HeaderError::Foreign) => return Err(Error::ForeignFile { path }),
             Err(HeaderError::Newer(found)) => {
@@ -347,11 +310,9 @@ pub fn scan_shard(shard_dir: &Path, shard: ShardId) -> Result<ShardScan> {
                 }
                 // The header cannot be trusted, so neither can a seed derived from it; use
                 // the one the file name implies to look for vouching markers.
-                vouched = vouched.max(markers_after(
-                    &bytes,
-                    segment_seed(shard.0, generation),
-                    BLOCK_BYTES,
-                ));
+                let seed = segment_seed(shard.0, generation);
+                let marked = win.markers_from(seed, BLOCK_BYTES as u64);
+                vouched = vouched.max(marked.map_err(read_error)?);
                 scan.remove.push(path);
                 continue;
             }
@@ -376,7 +337,8 @@ pub fn scan_shard(shard_dir: &Path, shard: ShardId) -> Result<ShardScan> {
         let seed = segment_seed(shard.0, generation);
         if damage.is_some() {
             // Beyond a torn tail: only look for markers that would prove it was not torn.
-            vouched = vouched.max(markers_after(&bytes, seed, BLOCK_BYTES));
+            let marked = win.markers_from(seed, BLOCK_BYTES as u64);
+            vouched = vouched.max(marked.map_err(read_error)?);
             scan.remove.push(path);
             continue;
         }
@@ -390,14 +352,15 @@ pub fn scan_shard(shard_dir: &Path, shard: ShardId) -> Result<ShardScan> {
                     chain_len: scan.chain.len(),
                 });
                 damage = Some(d);
-                vouched = vouched.max(markers_after(&bytes, seed, BLOCK_BYTES));
+                let marked = win.markers_from(seed, BLOCK_BYTES as u64);
+                vouched = vouched.max(marked.map_err(read_error)?);
                 scan.remove.push(path);
                 continue;
             }
             // The previous segment's damaged end (if any) is an abandoned tail.
             pending = None;
         }
-        let (end, next, seg_vouched) = scan_frames(&bytes, &header, |_, _| true);
+        let (end, next, seg_vouched) = scan_window(&mut win, &header).map_err(read_error)?;
         vouched = vouched.max(seg_vouched);
         scan.record_count += next.0 - header.base_lsn.0;
         scan.chain.push(ChainSegment {
@@ -411,12 +374,14 @@ pub fn scan_shard(shard_dir: &Path, shard: ShardId) -> Result<ShardScan> {
             SegmentEnd::Clean { write_pos } => {
                 // Whole blocks only: a file cut to an unaligned length must not let a write
                 // run past its end (the write position would overtake the segment size).
-                let whole_blocks = (bytes.len() / BLOCK_BYTES * BLOCK_BYTES) as u64;
+                let block = BLOCK_BYTES as u64;
+                let whole_blocks = win.file_len() / block * block;
                 last_end_clean = Some((generation, path, write_pos, whole_blocks));
             }
             SegmentEnd::Full => {}
             SegmentEnd::Damaged { offset, reason } => {
-                vouched = vouched.max(markers_after(&bytes, seed, offset as usize + 1));
+                let marked = win.markers_from(seed, offset + 1);
+                vouched = vouched.max(marked.map_err(read_error)?);
                 pending = Some(Damage {
                     path,
                     offset,

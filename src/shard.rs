@@ -661,7 +661,7 @@ impl Shard {
         let core = &*self.core;
         let hold = BatchHold::take(self).await?;
         let first = core.st.borrow().next_lsn;
-        let mut done = 0usize;
+        let (mut done, mut counted_wait) = (0usize, false);
         poll_fn(|cx| {
             let mut st = core.st.borrow_mut();
             if let Some(e) = st.refusal(core.id) {
@@ -671,7 +671,9 @@ impl Shard {
                 match st.try_append(core, payload.as_ref()) {
                     Some(lsn) => debug_assert_eq!(lsn.0, first.0 + done as u64),
                     None => {
-                        st.metrics.ring_full_waits += 1;
+                        // Counted once per batch, as `append` counts once per record.
+                        st.metrics.ring_full_waits += u64::from(!counted_wait);
+                        counted_wait = true;
                         st.append_wakers.push(cx.waker().clone());
                         st.wake_flusher();
                         return Poll::Pending;

@@ -3,8 +3,9 @@
 //! A [`ClientFuture`] goes through three states: *queueing* (its request waits for room in
 //! the shard's inbox), *waiting* (the request is queued; the reply has not come) and
 //! *done*. Dropping it in any state leaves no waiter anywhere: before the request was
-//! queued the request is simply dropped; after, the shard serves it and its reply is
-//! discarded (the reply's channel is the only link, and the shard never waits on it).
+//! queued the request is dropped and its waker taken out of the inbox's space waiters
+//! (`PinnedDrop`); after, the shard serves it and its reply is discarded (the reply's
+//! channel is the only link, and the shard never waits on it).
 
 use std::future::Future;
 use std::pin::Pin;

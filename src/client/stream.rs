@@ -49,7 +49,7 @@ enum State {
 /// The durable records of one shard from an LSN, in batches of up to [`READ_BATCH_BYTES`]
 /// of payload (see [`super::Client::read`]). Ends at the shard's durable LSN at the time
 /// the stream's first poll reached the shard. Memory: one batch plus one read chunk, not a
-/// segment. `Send`; dropping it releases its read pin.
+/// segment. `Send`; its read pin is released when it ends (or fails) or is dropped.
 ///
 /// Each poll that reads does blocking, buffered file reads of about one batch on the
 /// polling thread (page-cache reads take microseconds; a cold disk may take milliseconds):
@@ -116,6 +116,7 @@ impl Stream for ReadStream {
         let mut this = self.project();
         if let Some(e) = this.failed.take() {
             this.state.set(State::Done);
+            *this.pin = None; // ended: nothing more to keep
             return Poll::Ready(Some(Err(e)));
         }
         if let StateProj::Opening(open) = this.state.as_mut().project() {
@@ -124,6 +125,7 @@ impl Stream for ReadStream {
                 Poll::Ready(Ok(reader)) => this.state.set(State::Reading(Box::new(reader))),
                 Poll::Ready(Err(e)) => {
                     this.state.set(State::Done);
+                    *this.pin = None;
                     return Poll::Ready(Some(Err(e)));
                 }
             }
@@ -137,17 +139,10 @@ impl Stream for ReadStream {
         }
         *this.failed = error;
         if batch.is_empty() {
-            match this.failed.take() {
-                Some(e) => {
-                    this.state.set(State::Done);
-                    return Poll::Ready(Some(Err(e)));
-                }
-                None => {
-                    this.state.set(State::Done);
-                    *this.pin = None;
-                    return Poll::Ready(None);
-                }
-            }
+            // The end, or an error with nothing read before it.
+            this.state.set(State::Done);
+            *this.pin = None;
+            return Poll::Ready(this.failed.take().map(Err));
         }
         Poll::Ready(Some(Ok(batch)))
     }
