@@ -76,6 +76,7 @@ pub mod segment;
 pub mod shard;
 pub mod shm;
 pub mod storage;
+pub(crate) mod zero_ahead;
 
 pub use client::{shard_for_key, Client, ClientFuture, Wal};
 pub use config::{CpuPlacement, Durability, WalConfig, WalConfigBuilder};

@@ -293,6 +293,17 @@ fn read_segment(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|e| Error::io("reading segment", path, e))
 }
 
+/// The first block of a segment file (less when the file is shorter): enough for
+/// [`SegmentHeader::decode`], which looks at nothing else.
+fn read_header_block(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(BLOCK_BYTES);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(BLOCK_BYTES as u64).read_to_end(&mut head))
+        .map_err(|e| Error::io("reading segment", path, e))?;
+    Ok(head)
+}
+
 /// Scans every segment of shard `shard` in `shard_dir` (see the module docs). Reads only.
 ///
 /// Errors: [`Error::ForeignFile`] and [`Error::NewerFormat`] for files it must not touch,
@@ -323,6 +334,12 @@ pub fn scan_shard(shard_dir: &Path, shard: ShardId) -> Result<ShardScan> {
     let mut last_end_clean: Option<(u64, PathBuf, u64, u64)> = None;
 
     for (generation, path) in files {
+        // A prepared but unused segment (a zero header block) holds nothing: do not read
+        // the rest of it (64 MiB of zeros by default).
+        if SegmentHeader::decode(&read_header_block(&path)?) == Err(HeaderError::Unused) {
+            scan.remove.push(path);
+            continue;
+        }
         let bytes = read_segment(&path)?;
         let header = match SegmentHeader::decode(&bytes) {
             Ok(h) => Some(h),

@@ -23,7 +23,7 @@ use futures::future::LocalBoxFuture;
 
 use crate::arena::Arena;
 use crate::commit::Waiters;
-use crate::config::{WalConfig, ZERO_FILL_BYTES};
+use crate::config::WalConfig;
 use crate::error::{Error, Result};
 use crate::lsn::{Lsn, ShardId};
 use crate::metrics::ShardMetrics;
@@ -32,19 +32,30 @@ use crate::record::{encode_record, frame_bytes, segment_seed, FRAME_HEADER_BYTES
 use crate::recovery::{scan_shard, ChainSegment};
 use crate::ring::{BatchTarget, PieceWrite, Ring};
 use crate::segment::{
-    generation_of, list_spares, prepare_next, shard_dir, spare_path, PreparedSegment,
-    SegmentHeader, Spare, BLOCK_BYTES,
+    first_segment_bytes, generation_of, list_spares, prepare_next, shard_dir, spare_path,
+    PreparedSegment, SegmentHeader, Spare, BLOCK_BYTES,
 };
 use crate::shm::owner::{HeaderOwner, ShardHeader};
 use crate::storage::{DmaStorage, Storage, StorageFile};
+use crate::zero_ahead::{batch_limit_bytes, ZeroPiece};
 use crate::Durability;
 
 /// The segment appends currently go to.
 pub(crate) struct ActiveSegment {
     pub generation: u64,
     pub file: Rc<dyn StorageFile>,
+    /// Where the next batch opens (4 KiB-aligned); every block below it is written.
     pub write_pos: u64,
     pub segment_bytes: u64,
+    /// Bytes from the start of the file known to be really written, records or zeros (see
+    /// `zero_ahead`); may lag `write_pos`.
+    pub zeroed_bytes: u64,
+}
+
+/// A piece of zeros in flight, in the active or the prepared segment (see `zero_ahead`).
+pub(crate) struct ZeroInFlight {
+    pub piece: ZeroPiece,
+    pub fut: LocalBoxFuture<'static, std::io::Result<usize>>,
 }
 
 pub(crate) struct PieceInFlight {
@@ -85,6 +96,8 @@ pub(crate) struct State {
     /// Files with completed writes not yet covered by an fdatasync.
     pub dirty: Vec<(u64, Rc<dyn StorageFile>)>,
     pub sync: Option<(Lsn, LocalBoxFuture<'static, std::io::Result<()>>)>,
+    /// The zero piece in flight, if any (at most one).
+    pub zeroing: Option<ZeroInFlight>,
     pub waiters: Waiters,
     pub append_wakers: Vec<Waker>,
     pub flusher_waker: Option<Waker>,
@@ -97,6 +110,10 @@ pub(crate) struct State {
     pub appended_since_open: bool,
     /// The flusher woke commit waiters in its current pass (see `flusher::drive`).
     pub woke_waiters: bool,
+    /// A batch of this session became durable. Until then the flusher neither prepares
+    /// the next segment nor zeroes (see `flusher`), so the first commit after opening has
+    /// the device and the journal to itself.
+    pub session_durable: bool,
     /// Hold sealing a batch for a commit until it holds this many records or the deadline
     /// passes (see [`Shard::expect_appends`]).
     pub seal_hold: Option<SealHold>,
@@ -174,7 +191,8 @@ impl State {
 
     /// Opens the next ring slot at the active segment's write position, rotating to the
     /// prepared segment when `need_bytes` (marker + frame) would not fit. `false` when it
-    /// must wait: no free slot, or no prepared segment yet.
+    /// must wait: no free slot, no prepared segment yet, or a piece of zeros in flight
+    /// where the batch would go.
     pub fn open_batch(&mut self, core: &Core, need_bytes: usize) -> bool {
         if !self.ring.can_open() {
             return false;
@@ -197,6 +215,7 @@ impl State {
                 file: p.file,
                 write_pos: 0,
                 segment_bytes: p.segment_bytes,
+                zeroed_bytes: p.zeroed_bytes,
             };
             self.metrics.rotations += 1;
             self.wake_flusher(); // prepare the next one
@@ -209,6 +228,17 @@ impl State {
             segment_bytes: a.segment_bytes,
         });
         let limit = (a.segment_bytes - a.write_pos).min(core.config.flush_buffer_bytes as u64);
+        // Never open a batch over zeros in flight; the flusher wakes appenders when the
+        // piece completes. (Pieces start a flush buffer past the head, so this rarely binds.)
+        let zeroing = self
+            .zeroing
+            .as_ref()
+            .filter(|z| z.piece.generation == a.generation)
+            .map(|z| &z.piece.range);
+        let limit = batch_limit_bytes(a.write_pos, limit, zeroing);
+        if limit < (header_bytes(a.write_pos) + need_bytes) as u64 {
+            return false;
+        }
         let target = BatchTarget {
             generation: a.generation,
             file: a.file.clone(),
@@ -282,8 +312,10 @@ async fn iopoll_probe(dir: &std::path::Path) -> Result<()> {
     let path = dir.join("iopoll.probe");
     let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() >= BLOCK_BYTES as u64);
     if !ok {
+        // Not synced: the probe only needs the bytes to be readable now (an O_DIRECT read
+        // writes dirty cached pages back first), and a file a crash leaves empty or short
+        // is written again here. (An fsync cost a journal commit on every fresh open.)
         std::fs::write(&path, [0xA5u8; BLOCK_BYTES])
-            .and_then(|_| std::fs::File::open(&path)?.sync_all())
             .map_err(|e| Error::io("writing the iopoll probe file", &path, e))?;
     }
     let f = glommio::io::DmaFile::open(&path)
@@ -464,15 +496,17 @@ impl Shard {
         // `scan.next_generation` is above every spare's generation too.
         let mut spares = keep_spares(config, &sdir, &*storage, &scan.remove).await?;
 
-        let zero_bytes = ZERO_FILL_BYTES.min(1 << config.segment_bytes.trailing_zeros());
         let arena = Arena::allocate(
             config.flush_buffer_count,
             config.flush_buffer_bytes,
-            zero_bytes,
+            crate::zero_ahead::piece_bytes(config.flush_buffer_bytes),
         );
         let mut chain = scan.chain;
         let mut next_generation = scan.next_generation;
         let active = match &scan.resume {
+            // Recovery found only zeros past `write_pos`, but not whether they are written
+            // blocks or unwritten extents: zeroing ahead starts again from the head (it
+            // rewrites zeros, never a record).
             Some(r) => ActiveSegment {
                 generation: r.generation,
                 file: storage
@@ -481,15 +515,22 @@ impl Shard {
                     .map_err(|e| Error::io("opening segment", &r.path, e))?,
                 write_pos: r.write_pos,
                 segment_bytes: r.segment_bytes,
+                zeroed_bytes: r.write_pos,
             },
             None => {
+                // A spare has the full size; a new file is small, so that the log soon moves
+                // on to a segment the flusher zeroed in the background.
+                let spare = spares.pop();
+                let bytes = match spare {
+                    Some(_) => config.segment_bytes,
+                    None => first_segment_bytes(config.segment_bytes, config.flush_buffer_bytes),
+                };
                 let p = prepare_next(
                     &*storage,
                     &sdir,
-                    spares.pop(),
+                    spare,
                     next_generation,
-                    config.segment_bytes,
-                    &arena.zeros,
+                    bytes,
                     &arena.zero_block,
                 )
                 .await
@@ -505,6 +546,7 @@ impl Shard {
                     file: p.file,
                     write_pos: 0,
                     segment_bytes: p.segment_bytes,
+                    zeroed_bytes: p.zeroed_bytes,
                 }
             }
         };
@@ -529,6 +571,7 @@ impl Shard {
             piece_scratch: Vec::with_capacity(32),
             dirty: Vec::with_capacity(4),
             sync: None,
+            zeroing: None,
             waiters: Waiters::with_capacity(1024),
             append_wakers: Vec::with_capacity(1024),
             flusher_waker: None,
@@ -539,6 +582,7 @@ impl Shard {
             final_marker_sealed: false,
             appended_since_open: false,
             woke_waiters: false,
+            session_durable: false,
             seal_hold: None,
             hold_timer: None,
             commit_latency_us: crate::metrics::new_latency_histogram(),
