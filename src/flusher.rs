@@ -299,6 +299,10 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
         // 7. Zero ahead of the write head while the shard is quiet.
         progress |= zero_ahead(core, st, cx);
 
+        if cfg!(debug_assertions) {
+            st.check_invariants();
+        }
+
         if !progress {
             break;
         }

@@ -289,6 +289,55 @@ impl State {
         }
     }
 
+    /// Asserts the invariants that hold between flusher passes (issue 12, item 5). The
+    /// flusher calls it after every pass in debug builds (the simulation runs them in
+    /// `cargo test`); panics naming the broken one.
+    pub fn check_invariants(&self) {
+        // Watermarks: durable <= completed < next.
+        assert!(
+            self.durable_lsn <= self.completed_lsn && self.completed_lsn < self.next_lsn,
+            "watermarks out of order: durable {} completed {} next {}",
+            self.durable_lsn,
+            self.completed_lsn,
+            self.next_lsn
+        );
+        // The write position stays inside the segment, on a block boundary.
+        let a = &self.active;
+        assert!(
+            a.write_pos <= a.segment_bytes,
+            "write position past the segment"
+        );
+        assert!(a.write_pos.is_multiple_of(BLOCK_BYTES as u64));
+        // The segment chain is non-empty, its generations increase, its bases never go
+        // down, and it ends with the active segment.
+        assert!(!self.chain.is_empty(), "empty segment chain");
+        for w in self.chain.windows(2) {
+            assert!(w[0].generation < w[1].generation && w[0].base_lsn <= w[1].base_lsn);
+        }
+        assert_eq!(self.chain.last().map(|c| c.generation), Some(a.generation));
+        assert!(self.next_generation > a.generation);
+        if let Some(p) = &self.prepared {
+            assert!(p.generation > a.generation && p.generation < self.next_generation);
+            assert!(p.zeroed_bytes <= p.segment_bytes);
+            // Rotating pushes onto the chain inside `append`, which must not allocate.
+            assert!(
+                self.chain.capacity() > self.chain.len(),
+                "no capacity reserved for the rotation"
+            );
+        }
+        // Zeros in flight never reach below the write position of their segment.
+        if let Some(z) = self
+            .zeroing
+            .as_ref()
+            .filter(|z| z.piece.generation == a.generation)
+        {
+            assert!(
+                z.piece.range.start >= a.write_pos,
+                "zeros in flight below the head"
+            );
+        }
+    }
+
     /// Fails the shard (first error wins) and wakes everyone so they see it.
     pub fn fail(&mut self, shard: ShardId, cause: String) {
         self.metrics.io_errors += 1;
