@@ -29,7 +29,7 @@ pub(crate) struct SlotBuffers {
 /// All DMA memory a shard uses, allocated at open.
 pub(crate) struct Arena {
     pub slots: Vec<SlotBuffers>,
-    /// A zeroed buffer used to pre-write new segments.
+    /// A zeroed buffer used to zero segments ahead of the write head (one piece).
     pub zeros: Rc<DmaBuffer>,
     /// One zeroed 4 KiB block, written over the header block of a recycled segment.
     pub zero_block: Rc<DmaBuffer>,

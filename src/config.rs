@@ -134,17 +134,20 @@ impl WalConfig {
         self.publish_positions
     }
     /// How many segment files each shard keeps as spares when truncation drops them, to
-    /// reuse for later segments instead of zero-filling new files (0: never recycle).
+    /// reuse for later segments instead of new files that must be zeroed (0: never recycle).
     pub fn recycled_segment_count(&self) -> usize {
         self.recycled_segment_count
     }
 
     /// Bytes of DMA memory one shard allocates at open: every flush buffer plus its ladder of
-    /// power-of-two write pieces (4 KiB ..= half the buffer), plus one zero block buffer used
-    /// to pre-write segments and one zero block to clear a recycled segment's header.
+    /// power-of-two write pieces (4 KiB ..= half the buffer), plus one buffer of zeros used
+    /// to zero segments ahead of the write head (256 KiB, or one flush buffer if smaller)
+    /// and one zero block to clear a recycled segment's header.
     pub fn arena_bytes_per_shard(&self) -> usize {
         let ladder: usize = self.flush_buffer_bytes - BLOCK_BYTES; // 4K + 8K + ... + B/2
-        self.flush_buffer_count * (self.flush_buffer_bytes + ladder) + ZERO_FILL_BYTES + BLOCK_BYTES
+        self.flush_buffer_count * (self.flush_buffer_bytes + ladder)
+            + crate::zero_ahead::piece_bytes(self.flush_buffer_bytes)
+            + BLOCK_BYTES
     }
 
     /// The glommio `io_memory` the runtime gives each shard executor: the arena plus a
@@ -153,9 +156,6 @@ impl WalConfig {
         (self.arena_bytes_per_shard() * 5 / 4).next_power_of_two()
     }
 }
-
-/// Size of the zero buffer a shard uses to pre-write new segments.
-pub(crate) const ZERO_FILL_BYTES: usize = 1 << 20;
 
 /// Builds a [`WalConfig`]; see the module docs for defaults and limits.
 #[derive(Clone, Debug)]
@@ -266,8 +266,8 @@ impl WalConfigBuilder {
     }
     /// Segment files kept per shard as spares when [`crate::Shard::truncate_before`] drops
     /// them (0 ..= 64; default 2; 0 disables recycling). A new segment then reuses a spare:
-    /// its first block is zeroed and it is renamed, instead of a new file being written full
-    /// of zeros (`segment_bytes` of extra writes). Each spare keeps `segment_bytes` of disk
+    /// its first block is zeroed and it is renamed, instead of a new file being reserved and
+    /// zeroed ahead of the write head (`segment_bytes` of extra writes). Each spare keeps `segment_bytes` of disk
     /// space in use.
     pub fn recycled_segment_count(mut self, count: usize) -> Self {
         self.recycled_segment_count = count;

@@ -16,8 +16,14 @@
 //! 5. **Sync**: if no fdatasync is running and the completed watermark is ahead of the
 //!    durable one, snapshot it, fdatasync every file written since the last sync, and then
 //!    declare exactly that snapshot durable, waking its waiters.
-//! 6. **Prepare** the next segment in the background whenever none is ready: from a spare
-//!    left by truncation when there is one (recycled), else a new zero-filled file.
+//! 6. **Prepare** the next segment in the background whenever none is ready (but, unless
+//!    the active segment is nearly full, not before the first batch of the session is
+//!    durable, nor zero: the first commit after opening has the device to itself): from a spare
+//!    left by truncation when there is one (recycled), else a new file reserved with
+//!    `fallocate` (no data written).
+//! 7. **Zero**: one piece of zeros at a time, so that records land on written blocks (see
+//!    `zero_ahead`): a bounded distance ahead of the write head while nothing waits to
+//!    become durable, otherwise through the prepared segment from its start.
 //!
 //! Any I/O error fails the shard; in-flight operations are then awaited (their results
 //! ignored) so no buffer is reused while the kernel may still read it, and the task exits.
@@ -34,7 +40,8 @@ use crate::error::{FailedOp, ShardFailure};
 use crate::lsn::Lsn;
 use crate::record::FRAME_HEADER_BYTES;
 use crate::segment::{prepare_next, segment_path};
-use crate::shard::{Core, PieceInFlight, State};
+use crate::shard::{Core, PieceInFlight, State, ZeroInFlight};
+use crate::zero_ahead::{may_issue, next_piece, Quiet, ZeroPiece};
 use crate::Durability;
 
 /// Runs the flusher of `core` until the shard is closed or failed and idle.
@@ -122,6 +129,7 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
             && st.appended_since_open
             && st.ring.is_idle()
             && st.sync.is_none()
+            && st.zeroing.is_none()
             && st.durable_lsn.0 + 1 == st.next_lsn.0
         {
             st.final_marker_sealed = true;
@@ -257,27 +265,27 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
             }
         }
 
-        // 6. Keep one prepared segment ready.
-        if st.failed.is_none() && !st.closing && st.prepared.is_none() && st.preparing.is_none() {
+        // 6. Keep one prepared segment ready: once the first batch of this session is
+        //    durable (nothing goes in front of the first commit), or at once when the
+        //    active segment has no room for two more batches (a resumed segment may be
+        //    full, and then no batch could become durable before a rotation).
+        let room = st.active.segment_bytes - st.active.write_pos;
+        let needed_soon = room < 2 * core.config.flush_buffer_bytes as u64;
+        if st.failed.is_none()
+            && !st.closing
+            && (st.session_durable || needed_soon)
+            && st.prepared.is_none()
+            && st.preparing.is_none()
+        {
             let storage = core.storage.clone();
             let dir = core.shard_dir.clone();
-            let zeros = core.zeros.clone();
             let zero_block = core.zero_block.clone();
             let (generation, bytes) = (st.next_generation, core.config.segment_bytes);
             st.next_generation += 1;
             // The oldest spare first (any would do: each is below `generation`).
             let spare = (!st.spares.is_empty()).then(|| st.spares.remove(0));
             st.preparing = Some(Box::pin(async move {
-                prepare_next(
-                    &*storage,
-                    &dir,
-                    spare,
-                    generation,
-                    bytes,
-                    &zeros,
-                    &zero_block,
-                )
-                .await
+                prepare_next(&*storage, &dir, spare, generation, bytes, &zero_block).await
             }));
         }
         if let Some(fut) = &mut st.preparing {
@@ -307,6 +315,13 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
             }
         }
 
+        // 7. Zero ahead of the write head while the shard is quiet.
+        progress |= zero_ahead(core, st, cx);
+
+        if cfg!(debug_assertions) {
+            st.check_invariants();
+        }
+
         if !progress {
             break;
         }
@@ -321,7 +336,10 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
         cx.waker().wake_by_ref();
         return Poll::Pending;
     }
-    let idle_io = st.in_flight.is_empty() && st.sync.is_none() && st.preparing.is_none();
+    let idle_io = st.in_flight.is_empty()
+        && st.sync.is_none()
+        && st.preparing.is_none()
+        && st.zeroing.is_none();
     let finished_close = st.closing
         && st.ring.open.is_none()
         && st.ring.is_idle()
@@ -336,6 +354,7 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
 fn advance(st: &mut State, durable: Lsn) {
     if durable > st.durable_lsn {
         st.durable_lsn = durable;
+        st.session_durable = true;
         let first = st.chain[0].base_lsn;
         st.header.publish(durable, first, st.active.generation);
         st.woke_waiters |= st.waiters.advance(durable) > 0;
@@ -350,4 +369,98 @@ fn fail_write(core: &Core, st: &mut State, slot: usize, e: std::io::Error) {
         core.id,
         ShardFailure::new(FailedOp::Write, path, Arc::new(e)),
     );
+}
+
+/// Phase 7: collects the zero piece in flight, or issues the next one (see `zero_ahead`):
+/// ahead of the write head in the active segment while the shard is quiet, else through
+/// the prepared segment from its start. Returns whether it made progress. A failed or
+/// short zero write fails the shard like any other write.
+fn zero_ahead(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
+    if st.zeroing.is_some() {
+        return collect_zero_piece(core, st, cx);
+    }
+    if st.failed.is_some() || st.closing || !st.session_durable {
+        return false;
+    }
+    let quiet = may_issue(Quiet {
+        commit_waiting: st.waiters.max_lsn() > st.durable_lsn,
+        unsynced_batches: st.ring.writes_pending() > 0
+            || st.completed_lsn > st.durable_lsn
+            || !st.dirty.is_empty(),
+        syncing: st.sync.is_some(),
+    });
+    let piece = core.zeros.len() as u64;
+    let a = &st.active;
+    let reach = core.config.flush_buffer_bytes as u64;
+    let active = next_piece(a.write_pos, a.zeroed_bytes, a.segment_bytes, reach, piece)
+        .filter(|_| quiet)
+        .map(|range| {
+            assert!(range.start >= a.write_pos + reach && range.end <= a.segment_bytes);
+            (a.generation, a.file.clone(), range)
+        });
+    // The prepared segment takes no records yet and is another file: its zeros go out
+    // whether or not a commit waits (one piece at a time), and converting its blocks puts
+    // nothing into the active file's fdatasync.
+    let prepared = st.prepared.as_ref().and_then(|p| {
+        let range = p.zeroed_bytes..p.zeroed_bytes + piece;
+        (range.end <= p.segment_bytes).then(|| (p.generation, p.file.clone(), range))
+    });
+    let Some((generation, file, range)) = active.or(prepared) else {
+        return false;
+    };
+    let (zeros, pos) = (core.zeros.clone(), range.start);
+    st.zeroing = Some(ZeroInFlight {
+        piece: ZeroPiece { generation, range },
+        fut: Box::pin(async move { file.write_at(zeros, pos).await }),
+    });
+    true
+}
+
+/// Polls the zero piece in flight; when it completed, records how far its segment is
+/// zeroed (the active or the prepared one, whichever it went to) or fails the shard.
+/// Fails the shard after a zero write into segment `generation` went wrong.
+fn fail_zeroing(core: &Core, st: &mut State, generation: u64, e: std::io::Error) {
+    let path = segment_path(&core.shard_dir, generation);
+    st.fail(
+        core.id,
+        ShardFailure::new(FailedOp::PrepareSegment, path, Arc::new(e)),
+    );
+}
+
+fn collect_zero_piece(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
+    let z = st.zeroing.as_mut().expect("a zero piece in flight");
+    let Poll::Ready(result) = z.fut.as_mut().poll(cx) else {
+        return false;
+    };
+    let piece = st.zeroing.take().expect("a zero piece in flight").piece;
+    let len = (piece.range.end - piece.range.start) as usize;
+    match result {
+        Ok(n) if n == len => {
+            st.metrics.zeroed_bytes += len as u64;
+            if st.active.generation == piece.generation {
+                st.active.zeroed_bytes = st.active.zeroed_bytes.max(piece.range.end);
+            } else if let Some(p) = st
+                .prepared
+                .as_mut()
+                .filter(|p| p.generation == piece.generation)
+            {
+                assert_eq!(
+                    p.zeroed_bytes, piece.range.start,
+                    "prepared zeroing is contiguous"
+                );
+                p.zeroed_bytes = piece.range.end;
+            }
+        }
+        Ok(n) => {
+            let short = std::io::Error::new(
+                std::io::ErrorKind::WriteZero,
+                format!("short write while zeroing ahead: {n} of {len} bytes (disk full?)"),
+            );
+            fail_zeroing(core, st, piece.generation, short);
+        }
+        Err(e) => fail_zeroing(core, st, piece.generation, e),
+    }
+    // An append may wait for this piece to finish (`State::open_batch`).
+    st.wake_appenders();
+    true
 }

@@ -79,6 +79,7 @@ pub mod shard;
 pub mod shm;
 pub mod storage;
 pub(crate) mod walk;
+pub(crate) mod zero_ahead;
 
 pub use client::{shard_for_key, Client, ClientFuture, ReadStream, Wal};
 pub use config::{CpuPlacement, Durability, WalConfig, WalConfigBuilder};

@@ -19,7 +19,7 @@ pub struct ShardMetrics {
     pub flushes: u64,
     /// Write calls submitted (a partial batch is one write per power-of-two piece).
     pub write_ops: u64,
-    /// Bytes written to segments by flushes (4 KiB-padded), zero-filling excluded.
+    /// Bytes written to segments by flushes (4 KiB-padded), zeroing excluded.
     pub written_bytes: u64,
     /// fdatasync calls completed successfully.
     pub fdatasyncs: u64,
@@ -27,12 +27,15 @@ pub struct ShardMetrics {
     pub ring_full_waits: u64,
     /// Segments activated after the first.
     pub rotations: u64,
-    /// Segments prepared ahead of need by the flusher (zero-filled or recycled).
+    /// Segments prepared ahead of need by the flusher (new reserved files or recycled).
     pub segments_prepared: u64,
-    /// Of those, segments made from a spare file (recycled) instead of zero-filled.
+    /// Of those, segments made from a spare file (recycled) instead of a new file.
     pub segments_recycled: u64,
     /// Segment files kept as spares by truncation, instead of removed.
     pub segments_retired_as_spares: u64,
+    /// Bytes of zeros written ahead of the write head (see `zero_ahead`), in pieces of
+    /// 256 KiB (or one flush buffer if smaller), only while no commit waited.
+    pub zeroed_bytes: u64,
     /// I/O errors seen (the first one fails the shard).
     pub io_errors: u64,
 }

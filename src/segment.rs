@@ -5,14 +5,20 @@
 //! A generation is never reused within a shard, and it seeds every frame checksum in the
 //! file, so stale bytes of a removed file can never verify in a new one.
 //!
-//! A segment is prepared (created, written full of zeros, fdatasynced, directory fsynced)
-//! before it is needed, so the writes into it are overwrites of really-written blocks: no
-//! extent conversion, no metadata in the commit path. Its first 4 KiB block holds the
-//! header; it is written together with the segment's first records, so a prepared but unused
-//! segment has a zero header block.
+//! A new segment is prepared before it is needed by creating it, reserving its blocks with
+//! `fallocate` and fsyncing the directory: three metadata operations, a few milliseconds,
+//! no data written. Its blocks read as zeros but are *unwritten extents*, whose first write
+//! costs the next fdatasync of the file a journal commit; the flusher therefore zeroes the
+//! prepared segment in the background, one piece at a time, and the active one ahead of
+//! the write head while the shard is quiet (the `zero_ahead` module), so that records land
+//! on really written blocks. (Before issue 12 the whole file was
+//! written full of zeros and fdatasynced first: 64 MiB of writes in front of the first
+//! commit and in front of every fdatasync while it ran.) Its first 4 KiB block holds the
+//! header; it is written together with the segment's first records, so a prepared but
+//! unused segment has a zero header block.
 //!
 //! # Recycling
-//! Zero-filling costs as many bytes of writes as the segment will hold. So when truncation
+//! Zeroing ahead costs as many bytes of writes as the segment will hold. So when truncation
 //! drops whole segments, up to `WalConfig::recycled_segment_count` of them are kept as
 //! **spares**: renamed to `GGGGGGGGGGGGGGGGGGGG.spare` (the generation they had), which no
 //! scan ever reads as a segment. Preparing a segment then takes a spare instead
@@ -197,45 +203,68 @@ fn list_with_suffix(shard_dir: &Path, suffix: &str) -> Result<Vec<(u64, PathBuf)
     Ok(out)
 }
 
-/// A segment file that is written full of zeros and synced, waiting to become active.
+/// A segment file whose name is durable and whose blocks are reserved, waiting to become
+/// active.
 pub(crate) struct PreparedSegment {
     pub generation: u64,
     pub path: PathBuf,
     pub file: Rc<dyn StorageFile>,
     pub segment_bytes: u64,
-    /// Made from a spare (`prepare_recycled`) rather than zero-filled.
+    /// Bytes from the start of the file known to be really written (zeros or old frames):
+    /// 0 for a new file, `segment_bytes` for a recycled one.
+    pub zeroed_bytes: u64,
+    /// Made from a spare (`prepare_recycled`) rather than a new file.
     pub recycled: bool,
 }
 
-/// Creates segment `generation`, writes `segment_bytes` of zeros from `zeros` (a zeroed DMA
-/// buffer whose length divides `segment_bytes`), fdatasyncs it and fsyncs the shard
-/// directory, so that nothing about the file's existence or size is left to the commit path.
+/// Creates segment `generation`, reserves `segment_bytes` for it (`fallocate`, so the file
+/// has its full size and later writes cannot run out of space) and fsyncs the shard
+/// directory, so that the file's name is durable before any record is acknowledged from
+/// it. Writes no data and does not fdatasync the file: its length becomes durable with the
+/// first fdatasync after a write into it, and until then recovery reads a shorter or empty
+/// file (a prepared but unused segment) the same way.
+///
+/// Crash points: after the create or the allocation, before the directory fsync, the file
+/// may vanish or survive, empty or at any length, all zeros: recovery sees an unused
+/// segment and keeps it as a spare (when it has its full length) or removes it.
+///
+/// Errors: any I/O error of the create, the allocation (`ENOSPC` when the file system
+/// cannot hold the segment) or the directory fsync; the caller fails the shard.
 pub(crate) async fn prepare_segment(
     storage: &dyn Storage,
     shard_dir: &Path,
     generation: u64,
     segment_bytes: u64,
-    zeros: &Rc<DmaBuffer>,
 ) -> std::io::Result<PreparedSegment> {
+    debug_assert!(segment_bytes.is_multiple_of(BLOCK_BYTES as u64));
     let path = segment_path(shard_dir, generation);
     let file = storage.create(&path).await?;
-    let chunk = zeros.len() as u64;
-    debug_assert!(chunk > 0 && segment_bytes.is_multiple_of(chunk));
-    let mut pos = 0;
-    while pos < segment_bytes {
-        let n = file.write_at(zeros.clone(), pos).await?;
-        whole_write(n, chunk as usize, "zero-filling a segment")?;
-        pos += chunk;
-    }
-    file.fdatasync().await?;
+    file.allocate(segment_bytes).await?;
     storage.sync_dir(shard_dir).await?;
     Ok(PreparedSegment {
         generation,
         path,
         file,
         segment_bytes,
+        zeroed_bytes: 0,
         recycled: false,
     })
+}
+
+/// The most bytes a segment that a shard starts at open is given (see
+/// [`first_segment_bytes`]).
+pub const FIRST_SEGMENT_MAX_BYTES: u64 = 8 << 20;
+
+/// The size of a new segment that `Shard::open` creates (a fresh shard, or after a torn
+/// tail): `segment_bytes`, but at most [`FIRST_SEGMENT_MAX_BYTES`] (and at least two flush
+/// buffers). Opening reserves it without zeroing it, so its records land on unwritten
+/// blocks; keeping it small moves the log soon to the next segment, which the flusher
+/// zeroes in the background.
+pub fn first_segment_bytes(segment_bytes: u64, flush_buffer_bytes: usize) -> u64 {
+    let floor = 2 * flush_buffer_bytes as u64;
+    let bytes = segment_bytes.min(FIRST_SEGMENT_MAX_BYTES.max(floor));
+    debug_assert!(bytes.is_multiple_of(BLOCK_BYTES as u64));
+    bytes
 }
 
 /// `Ok` when a write wrote all `expected` bytes; a short write is an error (`WriteZero`)
@@ -301,19 +330,19 @@ pub(crate) async fn prepare_recycled(
         path,
         file,
         segment_bytes,
+        zeroed_bytes: segment_bytes,
         recycled: true,
     })
 }
 
 /// Prepares segment `generation` from `spare` when there is one (`prepare_recycled`),
-/// otherwise as a new zero-filled file ([`prepare_segment`]). Errors: theirs.
+/// otherwise as a new reserved file ([`prepare_segment`]). Errors: theirs.
 pub(crate) async fn prepare_next(
     storage: &dyn Storage,
     shard_dir: &Path,
     spare: Option<Spare>,
     generation: u64,
     segment_bytes: u64,
-    zeros: &Rc<DmaBuffer>,
     zero_block: &Rc<DmaBuffer>,
 ) -> std::io::Result<PreparedSegment> {
     match spare {
@@ -328,7 +357,7 @@ pub(crate) async fn prepare_next(
             )
             .await
         }
-        None => prepare_segment(storage, shard_dir, generation, segment_bytes, zeros).await,
+        None => prepare_segment(storage, shard_dir, generation, segment_bytes).await,
     }
 }
 
@@ -380,6 +409,14 @@ mod tests {
             SegmentHeader::decode(&corrupt),
             Err(HeaderError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn the_first_segment_is_small_but_holds_two_buffers() {
+        assert_eq!(first_segment_bytes(64 << 20, 1 << 20), 8 << 20);
+        assert_eq!(first_segment_bytes(4 << 20, 1 << 20), 4 << 20);
+        assert_eq!(first_segment_bytes(256 << 10, 64 << 10), 256 << 10);
+        assert_eq!(first_segment_bytes(1 << 30, 16 << 20), 32 << 20);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use futures::future::LocalBoxFuture;
 use crate::arena::Arena;
 use crate::batch::BatchLimits;
 use crate::commit::Waiters;
-use crate::config::{WalConfig, ZERO_FILL_BYTES};
+use crate::config::WalConfig;
 use crate::error::{Error, FailedOp, Result, ShardFailure};
 use crate::lsn::{Lsn, ShardId};
 use crate::metrics::ShardMetrics;
@@ -33,19 +33,30 @@ use crate::record::{encode_record, frame_bytes, segment_seed, FRAME_HEADER_BYTES
 use crate::recovery::{scan_shard, ChainSegment};
 use crate::ring::{BatchTarget, PieceWrite, Ring};
 use crate::segment::{
-    generation_of, list_spares, prepare_next, shard_dir, spare_path, PreparedSegment,
-    SegmentHeader, Spare, BLOCK_BYTES,
+    first_segment_bytes, generation_of, list_spares, prepare_next, shard_dir, spare_path,
+    PreparedSegment, SegmentHeader, Spare, BLOCK_BYTES,
 };
 use crate::shm::owner::{HeaderOwner, ShardHeader};
 use crate::storage::{DmaStorage, Storage, StorageFile};
+use crate::zero_ahead::{batch_limit_bytes, ZeroPiece};
 use crate::Durability;
 
 /// The segment appends currently go to.
 pub(crate) struct ActiveSegment {
     pub generation: u64,
     pub file: Rc<dyn StorageFile>,
+    /// Where the next batch opens (4 KiB-aligned); every block below it is written.
     pub write_pos: u64,
     pub segment_bytes: u64,
+    /// Bytes from the start of the file known to be really written, records or zeros (see
+    /// `zero_ahead`); may lag `write_pos`.
+    pub zeroed_bytes: u64,
+}
+
+/// A piece of zeros in flight, in the active or the prepared segment (see `zero_ahead`).
+pub(crate) struct ZeroInFlight {
+    pub piece: ZeroPiece,
+    pub fut: LocalBoxFuture<'static, std::io::Result<usize>>,
 }
 
 pub(crate) struct PieceInFlight {
@@ -86,6 +97,8 @@ pub(crate) struct State {
     /// Files with completed writes not yet covered by an fdatasync.
     pub dirty: Vec<(u64, Rc<dyn StorageFile>)>,
     pub sync: Option<(Lsn, LocalBoxFuture<'static, std::io::Result<()>>)>,
+    /// The zero piece in flight, if any (at most one).
+    pub zeroing: Option<ZeroInFlight>,
     pub waiters: Waiters,
     pub append_wakers: Vec<Waker>,
     pub flusher_waker: Option<Waker>,
@@ -102,6 +115,10 @@ pub(crate) struct State {
     /// An [`Shard::append_batch`] is copying its records: other appends wait, so that the
     /// batch's LSNs stay contiguous.
     pub batch_hold: bool,
+    /// A batch of this session became durable. Until then the flusher neither prepares
+    /// the next segment nor zeroes (see `flusher`), so the first commit after opening has
+    /// the device and the journal to itself.
+    pub session_durable: bool,
     /// Hold sealing a batch for a commit until it holds this many records or the deadline
     /// passes (see [`Shard::expect_appends`]).
     pub seal_hold: Option<SealHold>,
@@ -179,7 +196,8 @@ impl State {
 
     /// Opens the next ring slot at the active segment's write position, rotating to the
     /// prepared segment when `need_bytes` (marker + frame) would not fit. `false` when it
-    /// must wait: no free slot, or no prepared segment yet.
+    /// must wait: no free slot, no prepared segment yet, or a piece of zeros in flight
+    /// where the batch would go.
     pub fn open_batch(&mut self, core: &Core, need_bytes: usize) -> bool {
         if !self.ring.can_open() {
             return false;
@@ -202,6 +220,7 @@ impl State {
                 file: p.file,
                 write_pos: 0,
                 segment_bytes: p.segment_bytes,
+                zeroed_bytes: p.zeroed_bytes,
             };
             self.metrics.rotations += 1;
             self.wake_flusher(); // prepare the next one
@@ -214,6 +233,17 @@ impl State {
             segment_bytes: a.segment_bytes,
         });
         let limit = (a.segment_bytes - a.write_pos).min(core.config.flush_buffer_bytes as u64);
+        // Never open a batch over zeros in flight; the flusher wakes appenders when the
+        // piece completes. (Pieces start a flush buffer past the head, so this rarely binds.)
+        let zeroing = self
+            .zeroing
+            .as_ref()
+            .filter(|z| z.piece.generation == a.generation)
+            .map(|z| &z.piece.range);
+        let limit = batch_limit_bytes(a.write_pos, limit, zeroing);
+        if limit < (header_bytes(a.write_pos) + need_bytes) as u64 {
+            return false;
+        }
         let target = BatchTarget {
             generation: a.generation,
             file: a.file.clone(),
@@ -264,6 +294,55 @@ impl State {
         }
     }
 
+    /// Asserts the invariants that hold between flusher passes (issue 12, item 5). The
+    /// flusher calls it after every pass in debug builds (the simulation runs them in
+    /// `cargo test`); panics naming the broken one.
+    pub fn check_invariants(&self) {
+        // Watermarks: durable <= completed < next.
+        assert!(
+            self.durable_lsn <= self.completed_lsn && self.completed_lsn < self.next_lsn,
+            "watermarks out of order: durable {} completed {} next {}",
+            self.durable_lsn,
+            self.completed_lsn,
+            self.next_lsn
+        );
+        // The write position stays inside the segment, on a block boundary.
+        let a = &self.active;
+        assert!(
+            a.write_pos <= a.segment_bytes,
+            "write position past the segment"
+        );
+        assert!(a.write_pos.is_multiple_of(BLOCK_BYTES as u64));
+        // The segment chain is non-empty, its generations increase, its bases never go
+        // down, and it ends with the active segment.
+        assert!(!self.chain.is_empty(), "empty segment chain");
+        for w in self.chain.windows(2) {
+            assert!(w[0].generation < w[1].generation && w[0].base_lsn <= w[1].base_lsn);
+        }
+        assert_eq!(self.chain.last().map(|c| c.generation), Some(a.generation));
+        assert!(self.next_generation > a.generation);
+        if let Some(p) = &self.prepared {
+            assert!(p.generation > a.generation && p.generation < self.next_generation);
+            assert!(p.zeroed_bytes <= p.segment_bytes);
+            // Rotating pushes onto the chain inside `append`, which must not allocate.
+            assert!(
+                self.chain.capacity() > self.chain.len(),
+                "no capacity reserved for the rotation"
+            );
+        }
+        // Zeros in flight never reach below the write position of their segment.
+        if let Some(z) = self
+            .zeroing
+            .as_ref()
+            .filter(|z| z.piece.generation == a.generation)
+        {
+            assert!(
+                z.piece.range.start >= a.write_pos,
+                "zeros in flight below the head"
+            );
+        }
+    }
+
     /// Fails the shard (first error wins) and wakes everyone so they see it.
     pub fn fail(&mut self, shard: ShardId, cause: ShardFailure) {
         self.metrics.io_errors += 1;
@@ -287,8 +366,10 @@ async fn iopoll_probe(dir: &std::path::Path) -> Result<()> {
     let path = dir.join("iopoll.probe");
     let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() >= BLOCK_BYTES as u64);
     if !ok {
+        // Not synced: the probe only needs the bytes to be readable now (an O_DIRECT read
+        // writes dirty cached pages back first), and a file a crash leaves empty or short
+        // is written again here. (An fsync cost a journal commit on every fresh open.)
         std::fs::write(&path, [0xA5u8; BLOCK_BYTES])
-            .and_then(|_| std::fs::File::open(&path)?.sync_all())
             .map_err(|e| Error::io("writing the iopoll probe file", &path, e))?;
     }
     let f = glommio::io::DmaFile::open(&path)
@@ -470,15 +551,17 @@ impl Shard {
         // `scan.next_generation` is above every spare's generation too.
         let mut spares = keep_spares(config, &sdir, &*storage, &scan.remove).await?;
 
-        let zero_bytes = ZERO_FILL_BYTES.min(1 << config.segment_bytes.trailing_zeros());
         let arena = Arena::allocate(
             config.flush_buffer_count,
             config.flush_buffer_bytes,
-            zero_bytes,
+            crate::zero_ahead::piece_bytes(config.flush_buffer_bytes),
         );
         let mut chain = scan.chain;
         let mut next_generation = scan.next_generation;
         let active = match &scan.resume {
+            // Recovery found only zeros past `write_pos`, but not whether they are written
+            // blocks or unwritten extents: zeroing ahead starts again from the head (it
+            // rewrites zeros, never a record).
             Some(r) => ActiveSegment {
                 generation: r.generation,
                 file: storage
@@ -487,15 +570,22 @@ impl Shard {
                     .map_err(|e| Error::io("opening segment", &r.path, e))?,
                 write_pos: r.write_pos,
                 segment_bytes: r.segment_bytes,
+                zeroed_bytes: r.write_pos,
             },
             None => {
+                // A spare has the full size; a new file is small, so that the log soon moves
+                // on to a segment the flusher zeroed in the background.
+                let spare = spares.pop();
+                let bytes = match spare {
+                    Some(_) => config.segment_bytes,
+                    None => first_segment_bytes(config.segment_bytes, config.flush_buffer_bytes),
+                };
                 let p = prepare_next(
                     &*storage,
                     &sdir,
-                    spares.pop(),
+                    spare,
                     next_generation,
-                    config.segment_bytes,
-                    &arena.zeros,
+                    bytes,
                     &arena.zero_block,
                 )
                 .await
@@ -511,6 +601,7 @@ impl Shard {
                     file: p.file,
                     write_pos: 0,
                     segment_bytes: p.segment_bytes,
+                    zeroed_bytes: p.zeroed_bytes,
                 }
             }
         };
@@ -535,6 +626,7 @@ impl Shard {
             piece_scratch: Vec::with_capacity(32),
             dirty: Vec::with_capacity(4),
             sync: None,
+            zeroing: None,
             waiters: Waiters::with_capacity(1024),
             append_wakers: Vec::with_capacity(1024),
             flusher_waker: None,
@@ -546,6 +638,7 @@ impl Shard {
             appended_since_open: false,
             woke_waiters: false,
             batch_hold: false,
+            session_durable: false,
             seal_hold: None,
             hold_timer: None,
             commit_latency_us: crate::metrics::new_latency_histogram(),

@@ -1,7 +1,8 @@
 //! Proves "no write ever covers bytes that hold an earlier record": a storage wrapper records
-//! every write that carries data (zero-filling a new segment is preparation, not data) and
-//! the test fails if any data write overlaps an earlier one in the same file, across single
-//! commits, full buffers, segment rotation and a reopen that resumes inside a segment.
+//! every write that carries data and the test fails if any write (data, or zeros written
+//! ahead of the write head) overlaps an earlier completed data write or any write still in
+//! flight in the same file, across single commits, full buffers, segment rotation, zeroing
+//! ahead while idle, and a reopen that resumes inside a segment.
 
 mod common;
 use common::*;
@@ -25,6 +26,8 @@ type InFlight = Rc<RefCell<Vec<(PathBuf, u64, u64)>>>;
 thread_local! {
     /// Data writes seen by every wrapper on this thread.
     static DATA_WRITES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Writes of zeros (zeroing ahead, clearing a recycled header) seen on this thread.
+    static ZERO_WRITES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 struct Recording {
@@ -46,13 +49,14 @@ impl StorageFile for RecordingFile {
         let data = buf.as_bytes().iter().any(|&b| b != 0);
         let len = buf.len() as u64;
         let end = pos + len;
-        if data {
-            // Nothing may be written over a completed data write, nor over one in flight.
+        // Nothing, zeros included, may be written over a completed data write, nor over any
+        // write in flight (zeroing ahead of the write head must stay ahead of the records).
+        {
             let log = self.log.borrow();
             for &(s, e) in log.get(&self.path).into_iter().flatten() {
                 assert!(
                     end <= s || pos >= e,
-                    "{}: write {pos}..{end} overlaps earlier completed write {s}..{e}",
+                    "{}: write {pos}..{end} (data: {data}) overlaps earlier completed data write {s}..{e}",
                     self.path.display()
                 );
             }
@@ -60,19 +64,21 @@ impl StorageFile for RecordingFile {
             for (p, s, e) in in_flight.iter() {
                 assert!(
                     p != &self.path || end <= *s || pos >= *e,
-                    "{}: write {pos}..{end} overlaps write {s}..{e} in flight",
+                    "{}: write {pos}..{end} (data: {data}) overlaps write {s}..{e} in flight",
                     self.path.display()
                 );
             }
             in_flight.push((self.path.clone(), pos, end));
+        }
+        if data {
             DATA_WRITES.with(|c| c.set(c.get() + 1));
+        } else {
+            ZERO_WRITES.with(|c| c.set(c.get() + 1));
         }
         let result = self.inner.write_at(buf, pos).await;
-        if data {
-            self.in_flight
-                .borrow_mut()
-                .retain(|(p, s, _)| !(p == &self.path && *s == pos));
-        }
+        self.in_flight
+            .borrow_mut()
+            .retain(|(p, s, _)| !(p == &self.path && *s == pos));
         let n = result?;
         // Only a completed write holds bytes that may belong to a record: a write that was
         // never submitted before a crash left nothing behind to protect.
@@ -84,6 +90,9 @@ impl StorageFile for RecordingFile {
     }
     async fn fdatasync(&self) -> io::Result<()> {
         self.inner.fdatasync().await
+    }
+    async fn allocate(&self, len_bytes: u64) -> io::Result<()> {
+        self.inner.allocate(len_bytes).await
     }
 }
 
@@ -125,6 +134,18 @@ impl Storage for Recording {
     }
 }
 
+/// Waits until the quiet shard zeroed ahead of its write head (in a new segment, with room
+/// for a piece past the open batch's reach); records then follow over the zeroed blocks.
+async fn wait_for_zeroing(s: &Shard) {
+    for _ in 0..1000 {
+        if s.metrics().zeroed_bytes > 0 {
+            return;
+        }
+        glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    panic!("a quiet shard did not zero ahead: {:?}", s.metrics());
+}
+
 #[test]
 fn no_data_write_overlaps_an_earlier_one() {
     let d = tempfile::tempdir().unwrap();
@@ -146,9 +167,12 @@ fn no_data_write_overlaps_an_earlier_one() {
                 .unwrap();
             // Single durable records (one padded write each), then bursts that fill whole
             // buffers, then concurrent committers: enough to rotate segments.
-            for _ in 0..40 {
+            for i in 0..40 {
                 seq += 1;
                 s.append_durable(&payload(0, seq)).await.unwrap();
+                if session == 0 && i == 9 {
+                    wait_for_zeroing(&s).await;
+                }
             }
             for _ in 0..300 {
                 seq += 1;
@@ -185,6 +209,10 @@ fn no_data_write_overlaps_an_earlier_one() {
         });
         let written = DATA_WRITES.with(|c| c.get());
         assert!(written > 40 * (session + 1), "the wrapper saw the writes");
+        assert!(
+            ZERO_WRITES.with(|c| c.get()) > 0,
+            "the wrapper saw zeroing ahead"
+        );
     }
     let lsns: Vec<u64> = shardwal::LogReader::open_all(d.path(), ShardId(0))
         .unwrap()

@@ -9,6 +9,9 @@
 //!
 //! Each seed picks a segment size and a number of spare segments (0 ..= 3), and the workload
 //! truncates, so segments are retired as spares and recycled, with crashes at every step.
+//! New segments are reserved with `allocate` (which a crash may undo) and zeroed ahead of
+//! the write head while the shard is quiet (the workload sleeps now and then), so crashes
+//! also land between allocations, zero pieces and the records written over them.
 //!
 //! `SHARDWAL_SIM_SEEDS=N` runs N seeds (default 200); `SHARDWAL_SIM_SEED=S` replays one.
 
@@ -53,6 +56,8 @@ struct Totals {
     files_restored: u64,
     segments_recycled: u64,
     segments_retired_as_spares: u64,
+    allocations_dropped: u64,
+    zeroed_bytes: u64,
 }
 
 fn record(rng: &mut StdRng, seed: u64, n: u64) -> Vec<u8> {
@@ -262,6 +267,7 @@ fn run_seed(seed: u64, totals: &mut Totals) {
         if let Some(m) = metrics.take() {
             totals.segments_recycled += m.segments_recycled;
             totals.segments_retired_as_spares += m.segments_retired_as_spares;
+            totals.zeroed_bytes += m.zeroed_bytes;
         }
         if !clean || sim.crashed() {
             totals.crashes += 1;
@@ -275,6 +281,7 @@ fn run_seed(seed: u64, totals: &mut Totals) {
             totals.writes_kept += report.writes_kept;
             totals.files_lost += report.files_lost;
             totals.files_restored += report.files_restored;
+            totals.allocations_dropped += report.allocations_dropped;
         }
         totals.records_acked += model.acked;
         let what = format!("session {session}, clean={clean}");
@@ -298,7 +305,7 @@ fn random_workloads_survive_random_crashes() {
         run_seed(seed, &mut totals);
     }
     eprintln!(
-        "simulation: {} seeds, {} sessions, {} crashes, {} injected faults; unsynced writes at crash: {} dropped, {} torn, {} kept; files lost {} restored {}; segments kept as spares {}, recycled {}; {} acknowledged records required, {} records verified; 0 losses, 0 ghosts",
+        "simulation: {} seeds, {} sessions, {} crashes, {} injected faults; unsynced writes at crash: {} dropped, {} torn, {} kept; unsynced allocations dropped {}; files lost {} restored {}; segments kept as spares {}, recycled {}; {} KiB zeroed ahead; {} acknowledged records required, {} records verified; 0 losses, 0 ghosts",
         seeds.len(),
         totals.sessions,
         totals.crashes,
@@ -306,10 +313,12 @@ fn random_workloads_survive_random_crashes() {
         totals.writes_dropped,
         totals.writes_torn,
         totals.writes_kept,
+        totals.allocations_dropped,
         totals.files_lost,
         totals.files_restored,
         totals.segments_retired_as_spares,
         totals.segments_recycled,
+        totals.zeroed_bytes >> 10,
         totals.records_acked,
         totals.records_checked
     );
@@ -324,6 +333,10 @@ fn random_workloads_survive_random_crashes() {
         assert!(
             totals.segments_recycled > 0,
             "the simulation must exercise segment recycling"
+        );
+        assert!(
+            totals.zeroed_bytes > 0 && totals.allocations_dropped > 0,
+            "the simulation must exercise zeroing ahead and lost allocations"
         );
     }
 }

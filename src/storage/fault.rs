@@ -15,8 +15,8 @@ use super::{Storage, StorageFile};
 /// An operation of the storage seam.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum FaultOp {
-    /// [`StorageFile::write_at`] (zero-filling a new segment and clearing a recycled one's
-    /// header block included).
+    /// [`StorageFile::write_at`] (zeroing ahead of the write head and clearing a recycled
+    /// segment's header block included).
     Write,
     /// [`StorageFile::fdatasync`].
     Fdatasync,
@@ -30,11 +30,13 @@ pub enum FaultOp {
     SyncDir,
     /// [`Storage::rename`] (turning a segment into a spare, or a spare into a segment).
     Rename,
+    /// [`StorageFile::allocate`] (reserving a new segment's blocks).
+    Allocate,
 }
 
 impl FaultOp {
     /// Every operation kind.
-    pub const ALL: [FaultOp; 7] = [
+    pub const ALL: [FaultOp; 8] = [
         FaultOp::Write,
         FaultOp::Fdatasync,
         FaultOp::Create,
@@ -42,6 +44,7 @@ impl FaultOp {
         FaultOp::Remove,
         FaultOp::SyncDir,
         FaultOp::Rename,
+        FaultOp::Allocate,
     ];
 
     fn index(self) -> usize {
@@ -228,6 +231,10 @@ impl StorageFile for FaultyFile {
     async fn fdatasync(&self) -> io::Result<()> {
         self.plan.gate(FaultOp::Fdatasync)?;
         self.inner.fdatasync().await
+    }
+    async fn allocate(&self, len_bytes: u64) -> io::Result<()> {
+        self.plan.gate(FaultOp::Allocate)?;
+        self.inner.allocate(len_bytes).await
     }
 }
 

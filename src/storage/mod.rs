@@ -49,8 +49,22 @@ pub trait StorageFile {
     /// Writes all of `buf` at byte `pos` (both 4 KiB-aligned); returns the bytes written,
     /// which may be fewer than asked (the caller treats that as an error).
     async fn write_at(&self, buf: Rc<DmaBuffer>, pos: u64) -> io::Result<usize>;
-    /// Makes every write that completed before this call durable.
+    /// Makes every write (and allocation) that completed before this call durable.
     async fn fdatasync(&self) -> io::Result<()>;
+    /// Reserves disk space for bytes `0..len_bytes` and makes the file at least that long
+    /// (`fallocate` mode 0): blocks past the old end read as zeros and later writes into
+    /// them cannot fail for want of space. The new length is durable only after a
+    /// successful [`StorageFile::fdatasync`] (or a synced write that needs it). Errors:
+    /// `ENOSPC` when the file system cannot hold `len_bytes`, any other I/O error;
+    /// `EOPNOTSUPP` on a file system without `fallocate`.
+    ///
+    /// The reservation is advisory: the default does nothing, and the file then grows as
+    /// it is written (slower on ext4, and space runs out at a write instead of here).
+    /// Recovery reads a segment of any length.
+    async fn allocate(&self, len_bytes: u64) -> io::Result<()> {
+        let _ = len_bytes;
+        Ok(())
+    }
 }
 
 /// The real backend: glommio `DmaFile`s, optionally opened with `O_DSYNC`.
@@ -92,6 +106,12 @@ impl StorageFile for DmaSegmentFile {
     }
     async fn fdatasync(&self) -> io::Result<()> {
         self.0.fdatasync().await.map_err(glommio_io)
+    }
+    async fn allocate(&self, len_bytes: u64) -> io::Result<()> {
+        self.0
+            .pre_allocate(len_bytes, false)
+            .await
+            .map_err(glommio_io)
     }
 }
 

@@ -7,13 +7,15 @@
 //!
 //! * Writes complete after a seeded number of yields, so completions come **out of order**
 //!   exactly as io_uring may deliver them.
-//! * `fdatasync` makes durable exactly the writes that completed before it.
+//! * `fdatasync` makes durable exactly the writes (and allocations, which grow a file)
+//!   that completed before it.
 //! * [`SimStorage::crash_after`] cuts the power after the Nth storage operation: from then
 //!   on every operation fails (nothing more reaches the disk).
 //! * [`SimStorage::materialize_crash`] then rewrites the directory into one possible
 //!   post-crash state, chosen by the seed: every write that was not synced (completed or
 //!   in flight) is dropped, kept, or **torn** at 512-byte sector boundaries, in a random
-//!   order; in each directory, either every change since its last fsync (creates, removes,
+//!   order (an unsynced allocation is kept or dropped whole, so a file may come back
+//!   shorter than it was allocated, down to its last synced write); in each directory, either every change since its last fsync (creates, removes,
 //!   renames) is undone — created files vanish, removed ones come back with their durable
 //!   contents, renamed ones get their old names back — or all of them reached the disk
 //!   anyway (as when another fsync commits the file system journal).
@@ -43,11 +45,14 @@ use super::{Storage, StorageFile};
 /// The sector size a torn write is cut at.
 pub const SECTOR_BYTES: usize = 512;
 
-/// A write the disk may or may not hold after a crash.
+/// A write or an allocation the disk may or may not hold after a crash.
 #[derive(Clone, Debug)]
 struct Unsynced {
     pos: u64,
     data: Vec<u8>,
+    /// For an allocation ([`StorageFile::allocate`]): the length the file grows to, with
+    /// `data` empty. A crash keeps or drops it whole (the file size is one field).
+    extend_to_bytes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -60,7 +65,19 @@ struct Inode {
     in_flight: BTreeMap<u64, Unsynced>,
 }
 
+/// Applies a completed write or allocation to `content`.
+fn apply_change(content: &mut Vec<u8>, w: &Unsynced) {
+    apply(content, w.pos, &w.data);
+    let len = w.extend_to_bytes as usize;
+    if content.len() < len {
+        content.resize(len, 0);
+    }
+}
+
 fn apply(content: &mut Vec<u8>, pos: u64, data: &[u8]) {
+    if data.is_empty() {
+        return;
+    }
     let pos = pos as usize;
     if content.len() < pos + data.len() {
         content.resize(pos + data.len(), 0);
@@ -77,6 +94,9 @@ pub struct CrashReport {
     pub writes_kept: u64,
     /// Unsynced writes of which only some sectors landed.
     pub writes_torn: u64,
+    /// Unsynced allocations ([`StorageFile::allocate`]) lost: the file came back at its
+    /// length before them (or the length of its writes).
+    pub allocations_dropped: u64,
     /// Files created since their directory's last fsync that vanished.
     pub files_lost: u64,
     /// Files removed since their directory's last fsync that came back.
@@ -263,10 +283,12 @@ impl SimStorage {
             pending.extend(node.in_flight.values().cloned());
             pending.shuffle(&mut st.rng);
             for w in pending {
+                let allocation = w.data.is_empty();
                 match st.rng.random_range(0..3u8) {
+                    0 | 2 if allocation => report.allocations_dropped += 1,
                     0 => report.writes_dropped += 1,
                     1 => {
-                        apply(&mut content, w.pos, &w.data);
+                        apply_change(&mut content, &w);
                         report.writes_kept += 1;
                     }
                     _ => {
@@ -355,6 +377,7 @@ impl StorageFile for SimFile {
                 Unsynced {
                     pos,
                     data: buf.as_bytes()[..len].to_vec(),
+                    extend_to_bytes: 0,
                 },
             );
             id
@@ -391,8 +414,26 @@ impl StorageFile for SimFile {
         let covered = covered.min(node.completed.len());
         let done: Vec<Unsynced> = node.completed.drain(..covered).collect();
         for w in done {
-            apply(&mut node.durable, w.pos, &w.data);
+            apply_change(&mut node.durable, &w);
         }
+        Ok(())
+    }
+
+    /// Grows the file the process sees at once; the growth is one more unsynced change
+    /// that an fdatasync makes durable and a crash keeps or drops.
+    async fn allocate(&self, len_bytes: u64) -> io::Result<()> {
+        let mut st = self.sim.state.borrow_mut();
+        st.tick()?;
+        self.sim.plan.gate(FaultOp::Allocate)?;
+        let f = st.handle(self.inode)?;
+        if f.metadata()?.len() < len_bytes {
+            f.set_len(len_bytes)?;
+        }
+        st.inodes[self.inode].completed.push(Unsynced {
+            pos: 0,
+            data: Vec::new(),
+            extend_to_bytes: len_bytes,
+        });
         Ok(())
     }
 }

@@ -1,0 +1,197 @@
+//! Opening is fast because it does no data I/O (issue 12, item 2), proven by counting the
+//! storage operations rather than by timing them:
+//!
+//! * a fresh open creates one segment, reserves it (`allocate`) and fsyncs the directory,
+//!   and writes and fdatasyncs nothing; the flusher prepares and zeroes nothing until the
+//!   first commit is durable; that commit is one data write and one fdatasync, into the
+//!   segment the open created;
+//! * reopening a closed log creates, allocates and syncs nothing, writes no record before
+//!   the first append, and leaves every byte of the segments that hold records as it was.
+//!
+//! Timings are in `examples/open_time.rs`.
+
+mod common;
+use common::*;
+
+use std::rc::Rc;
+
+use shardwal::storage::{DmaStorage, FaultOp, FaultPlan, FaultProbe, FaultyStorage};
+use shardwal::{Shard, ShardId, WalConfig};
+
+fn counted() -> (Rc<FaultyStorage<DmaStorage>>, FaultProbe) {
+    let storage = FaultyStorage::with_plan(DmaStorage::new(false), FaultPlan::new(Vec::new()));
+    let probe = storage.probe();
+    (Rc::new(storage), probe)
+}
+
+/// Zero pieces the shard completed (a piece is 256 KiB, or one flush buffer if smaller).
+fn zero_pieces(s: &Shard) -> u64 {
+    let piece = (256u64 << 10).min(s.config().flush_buffer_bytes() as u64);
+    s.metrics().zeroed_bytes / piece
+}
+
+fn calls(probe: &FaultProbe) -> Vec<(FaultOp, u64)> {
+    FaultOp::ALL
+        .iter()
+        .map(|&op| (op, probe.calls(op)))
+        .collect()
+}
+
+#[test]
+fn a_fresh_open_writes_nothing_and_the_first_commit_is_one_write_and_one_sync() {
+    let d = tempfile::tempdir().unwrap();
+    // The default geometry: 64 MiB segments, 1 MiB flush buffers.
+    let cfg = WalConfig::builder(d.path())
+        .shard_count(1)
+        .placement(shardwal::CpuPlacement::Unbound)
+        .build()
+        .unwrap();
+    run(&cfg, || async {
+        let (storage, probe) = counted();
+        let s = Shard::open_with_storage(&cfg, ShardId(0), storage)
+            .await
+            .unwrap();
+        let after_open = calls(&probe);
+        // One segment created, reserved and its name made durable; nothing written or
+        // synced; and the flusher prepares and zeroes nothing before the first commit.
+        let m = s.metrics();
+        assert_eq!((m.flushes, m.write_ops, m.fdatasyncs), (0, 0, 0), "{m:?}");
+        for (op, n) in [
+            (FaultOp::Write, 0),
+            (FaultOp::Fdatasync, 0),
+            (FaultOp::Create, 1),
+            (FaultOp::Allocate, 1),
+            (FaultOp::SyncDir, 1),
+        ] {
+            assert_eq!(probe.calls(op), n, "{op:?}: {after_open:?}");
+        }
+        // Let the flusher run (it has nothing to do).
+        for _ in 0..5 {
+            glommio::timer::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        assert_eq!(
+            calls(&probe),
+            after_open,
+            "the idle flusher did I/O before a commit"
+        );
+        let files = seg_files(d.path(), 0);
+        assert_eq!(files.len(), 1, "{files:?}");
+        // The first segment is small (8 MiB of the default 64) and reserved whole.
+        let first =
+            shardwal::segment::first_segment_bytes(cfg.segment_bytes(), cfg.flush_buffer_bytes());
+        assert_eq!(first, 8 << 20);
+        assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), first);
+
+        let lsn = s.append_durable(b"first").await.unwrap();
+        let m = s.metrics();
+        assert_eq!((m.flushes, m.write_ops, m.fdatasyncs), (1, 1, 1), "{m:?}");
+        assert_eq!(s.durable_lsn(), lsn);
+        // Whatever else the flusher did meanwhile is preparation of later blocks or files,
+        // never a data write or a sync in front of this commit.
+        assert!(
+            probe.writes() <= 1 + zero_pieces(&s) + 1,
+            "{:?}",
+            calls(&probe)
+        );
+        assert_eq!(probe.fdatasyncs(), 1);
+        assert_eq!(
+            seg_files(d.path(), 0)[0],
+            files[0],
+            "written into the first segment"
+        );
+        s.close().await.unwrap();
+    });
+    assert_eq!(read_all(d.path(), 0).len(), 1);
+}
+
+#[test]
+fn reopening_rewrites_nothing_it_already_has() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = small(d.path(), 1).build().unwrap();
+    let mut expected = Vec::new();
+    run(&cfg, || async {
+        let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+        // Less than a segment, so the reopen resumes inside the last one.
+        for seq in 0..40 {
+            let p = payload(0, seq);
+            s.append(&p).await.unwrap();
+            expected.push(p);
+        }
+        s.close().await.unwrap();
+    });
+    let before = snapshot(d.path());
+    let used = used_seg_files(d.path(), 0);
+    assert_eq!(used.len(), 1);
+    run(&cfg, || async {
+        let (storage, probe) = counted();
+        let s = Shard::open_with_storage(&cfg, ShardId(0), storage)
+            .await
+            .unwrap();
+        let after_open = calls(&probe);
+        // The segment the closed shard had prepared but not used may become a spare (a
+        // rename and a directory fsync) and the flusher may already prepare a new one from
+        // it and zero ahead of the head; nothing writes a record or syncs a file.
+        let m = s.metrics();
+        assert_eq!((m.flushes, m.write_ops, m.fdatasyncs), (0, 0, 0), "{m:?}");
+        for op in [FaultOp::Fdatasync, FaultOp::Create, FaultOp::Allocate] {
+            assert_eq!(probe.calls(op), 0, "reopen did {op:?}: {after_open:?}");
+        }
+        assert!(
+            probe.writes() <= zero_pieces(&s) + 1 + m.segments_recycled,
+            "reopen wrote more than zeros: {after_open:?}, {m:?}"
+        );
+        // Every segment that holds records is byte for byte as it was (zeroing ahead, if
+        // the quiet shard started it, writes zeros over zeros past the last record).
+        let now = snapshot(d.path());
+        for path in &used {
+            assert!(
+                now.get(path) == before.get(path),
+                "{} changed",
+                path.display()
+            );
+        }
+        let p = payload(0, 40);
+        s.append_durable(&p).await.unwrap();
+        expected.push(p);
+        s.close().await.unwrap();
+    });
+    assert_log_eq(&read_all(d.path(), 0), &expected, "after the reopen");
+}
+
+/// The flusher zeroes the prepared segment through before the log reaches it: on a quiet
+/// shard the completed zero writes add up to more than the active segment could take past
+/// its head (at most `segment - flush buffer`), so the prepared one got pieces too; the log
+/// then rotates into it and every record reads back.
+#[test]
+fn the_next_segment_is_zeroed_before_the_log_reaches_it() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = small(d.path(), 1).build().unwrap();
+    let segment = cfg.segment_bytes();
+    run(&cfg, || async {
+        let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+        // Nothing is prepared before the first commit is durable; then, quiet, the prepared
+        // segment is zeroed whole, and the active one ahead of its head.
+        s.append_durable(&payload(0, 0)).await.unwrap();
+        for _ in 0..2000 {
+            let m = s.metrics();
+            if m.segments_prepared == 1 && m.zeroed_bytes >= segment {
+                break;
+            }
+            glommio::timer::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let m = s.metrics();
+        assert!(
+            m.zeroed_bytes > segment - cfg.flush_buffer_bytes() as u64,
+            "{m:?}"
+        );
+        // Fill the first segment and rotate into the second one.
+        let mut seq = 1;
+        while s.metrics().rotations == 0 {
+            s.append(&payload(0, seq)).await.unwrap();
+            seq += 1;
+        }
+        s.sync().await.unwrap();
+        s.close().await.unwrap();
+        assert_eq!(read_all(d.path(), 0).len() as u64, seq);
+    });
+}
