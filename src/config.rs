@@ -34,6 +34,7 @@ use crate::segment::BLOCK_BYTES;
 
 /// How a shard makes written records durable.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Durability {
     /// Write with O_DIRECT, then `fdatasync` the segment: one fdatasync covers every record
     /// of the writes that completed before it (group commit). The default.
@@ -48,6 +49,7 @@ pub enum Durability {
 
 /// Where the per-core runtime runs each shard's executor.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CpuPlacement {
     /// Shard `i` is pinned to CPU `i % cpus` (thread-per-core). The default.
     #[default]

@@ -18,6 +18,7 @@ use crate::segment::{shard_dir, SegmentHeader, BLOCK_BYTES};
 
 /// One record read back from the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Record {
     /// Its LSN.
     pub lsn: Lsn,
@@ -56,8 +57,10 @@ impl LogReader {
     /// Opens shard `shard` of the closed log in `dir` for reading from `from` to the last
     /// valid record (as recovery would find it; the directory is not modified).
     ///
-    /// Errors: everything [`crate::recovery::scan_shard`] reports, and [`Error::Truncated`]
-    /// when `from` is below the first stored record.
+    /// Errors: recovery's: [`Error::ForeignFile`] and [`Error::NewerFormat`] for files it must not touch,
+    /// [`Error::Corruption`] for damage below the vouched-for durable point, [`Error::Io`]
+    /// when a file cannot be read; and [`Error::Truncated`] when `from` is below
+    /// the first stored record.
     pub fn open(dir: &Path, shard: ShardId, from: Lsn) -> Result<LogReader> {
         let scan = scan_shard(&shard_dir(dir, shard), shard)?;
         let upto = Lsn(scan.next_lsn.0 - 1);

@@ -31,6 +31,7 @@ const PIN_TRIES: u32 = 1_000;
 /// Whether a shard is open in the owning process, per the header.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ShardState {
     /// Not open (or its writer is gone).
     Closed,
@@ -42,6 +43,7 @@ pub enum ShardState {
 
 /// One shard's published position.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct ShardPosition {
     /// Every record up to this LSN is durable (0: none).
     pub durable_lsn: Lsn,
@@ -60,6 +62,7 @@ pub struct ShardPosition {
 /// The process that owns the log for writing, as the header records it (for diagnostics:
 /// the lease itself is the OFD lock).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct OwnerInfo {
     /// Its pid.
     pub pid: u32,
@@ -73,6 +76,7 @@ pub struct OwnerInfo {
 
 /// A reader pin in the header.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct PinInfo {
     /// The pin slot.
     pub slot: usize,
@@ -501,6 +505,7 @@ fn read_segment_header(path: &Path) -> Result<Option<SegmentHeader>> {
 
 /// The first and last LSN a segment file covers, for `inspect`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct SegmentRange {
     /// The shard.
     pub shard: ShardId,
@@ -517,6 +522,7 @@ pub struct SegmentRange {
 
 /// Everything `shardwal inspect` shows about a log directory.
 #[derive(Clone, Debug, Serialize)]
+#[non_exhaustive]
 pub struct Inspection {
     /// The log directory.
     pub dir: PathBuf,
