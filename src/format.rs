@@ -11,7 +11,8 @@
 //! DIR/shard-NNNN/GGGGGGGGGGGGGGGGGGGG.spare  a retired segment kept for reuse (spare_path)
 //! ```
 //! Generations are written in 20 decimal digits so names sort in order; a generation is
-//! never reused within a shard.
+//! never reused within a shard. Every shard creates its directory when it first opens, so
+//! [`shard_count`] learns the shard count of a closed log from the directory alone.
 //!
 //! # Segment header block
 //! The first [`BLOCK_BYTES`] of a segment ([`SegmentHeader`], little endian, the rest of
@@ -51,7 +52,7 @@ pub use crate::record::{
 };
 pub use crate::recovery::{scan_segment_bytes, SegmentEnd, SegmentSummary};
 pub use crate::segment::{
-    list_segments, list_spares, segment_path, shard_dir, spare_path, HeaderError, SegmentHeader,
-    BLOCK_BYTES, FORMAT_VERSION, MAGIC,
+    list_segments, list_shards, list_spares, segment_path, shard_count, shard_dir, spare_path,
+    HeaderError, SegmentHeader, BLOCK_BYTES, FORMAT_VERSION, MAGIC,
 };
 pub use crate::shm::HEADER_FILE_NAME;
