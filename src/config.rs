@@ -34,6 +34,7 @@ use crate::segment::BLOCK_BYTES;
 
 /// How a shard makes written records durable.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Durability {
     /// Write with O_DIRECT, then `fdatasync` the segment: one fdatasync covers every record
     /// of the writes that completed before it (group commit). The default.
@@ -48,6 +49,7 @@ pub enum Durability {
 
 /// Where the per-core runtime runs each shard's executor.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum CpuPlacement {
     /// Shard `i` is pinned to CPU `i % cpus` (thread-per-core). The default.
     #[default]
@@ -334,8 +336,16 @@ impl WalConfigBuilder {
         }
         let limit = fb - FLUSH_BUFFER_OVERHEAD_BYTES;
         if max_record_bytes == 0 || max_record_bytes > limit {
+            // The buffer size was not set but limits the record size: say where it came
+            // from, since the caller never named it.
+            let derived = match self.flush_buffer_bytes {
+                Some(_) => String::new(),
+                None => format!(
+                    " (flush_buffer_bytes was not set; it became {fb}, the largest its 64 MiB limit and segment_bytes = {sb} allow)"
+                ),
+            };
             return bad(format!(
-                "max_record_bytes = {max_record_bytes}: must be 1 ..= flush_buffer_bytes - {FLUSH_BUFFER_OVERHEAD_BYTES} = {limit}"
+                "max_record_bytes = {max_record_bytes}: must be 1 ..= flush_buffer_bytes - {FLUSH_BUFFER_OVERHEAD_BYTES} = {limit}{derived}"
             ));
         }
         if self.recycled_segment_count > 64 {

@@ -29,6 +29,7 @@
 //! ignored) so no buffer is reused while the kernel may still read it, and the task exits.
 
 use std::future::poll_fn;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -252,14 +253,7 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
                             tracing::debug!(shard = %core.id, durable_lsn = %target, "fdatasync done");
                             advance(st, target);
                         }
-                        Err(e) => {
-                            let cause = ShardFailure::new(
-                                FailedOp::Fdatasync,
-                                &core.shard_dir,
-                                Arc::new(e),
-                            );
-                            st.fail(core.id, cause)
-                        }
+                        Err(e) => fail_io(core, st, FailedOp::Fdatasync, &core.shard_dir, e),
                     }
                 }
             }
@@ -303,14 +297,7 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
                         st.wake_appenders();
                     }
                     Ok(_) => {}
-                    Err(e) => {
-                        let cause = ShardFailure::new(
-                            FailedOp::PrepareSegment,
-                            &core.shard_dir,
-                            Arc::new(e),
-                        );
-                        st.fail(core.id, cause)
-                    }
+                    Err(e) => fail_io(core, st, FailedOp::PrepareSegment, &core.shard_dir, e),
                 }
             }
         }
@@ -365,10 +352,13 @@ fn advance(st: &mut State, durable: Lsn) {
 /// than asked), naming the segment file the slot was writing.
 fn fail_write(core: &Core, st: &mut State, slot: usize, e: std::io::Error) {
     let path = segment_path(&core.shard_dir, st.ring.slots[slot].generation);
-    st.fail(
-        core.id,
-        ShardFailure::new(FailedOp::Write, path, Arc::new(e)),
-    );
+    fail_io(core, st, FailedOp::Write, &path, e);
+}
+
+/// Fails the shard with the I/O error `e` of `op` on `path` (a segment file, or the shard
+/// directory when the operation spanned several files).
+fn fail_io(core: &Core, st: &mut State, op: FailedOp, path: &Path, e: std::io::Error) {
+    st.fail(core.id, ShardFailure::new(op, path, Arc::new(e)));
 }
 
 /// Phase 7: collects the zero piece in flight, or issues the next one (see `zero_ahead`):

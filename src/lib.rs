@@ -36,7 +36,7 @@
 //! * No write ever covers bytes that hold an earlier record: every batch starts at a fresh
 //!   4 KiB block.
 //! * Reopening recovers every acknowledged record, cuts a torn tail, and reports damage to
-//!   acknowledged data as [`Error::Corruption`] (see [`recovery`]).
+//!   acknowledged data as [`Error::Corruption`].
 //! * Readers never see a record that is not durable.
 //! * One process at a time writes a log directory (the writer lease, see [`shm`]); a second
 //!   one gets [`Error::LogLocked`] naming the owner's pid.
@@ -44,10 +44,21 @@
 //!   and never ahead of what each shard made durable; a [`Snapshot`] keeps every segment it
 //!   needs until it is dropped or its process dies.
 //!
-//! ## Modules, in the direction data flows
-//! [`config`] -> [`shard`] (append) -> [`ring`] (flush buffers) -> [`storage`] (I/O) ->
-//! [`commit`] (durable watermark, waiters) -> [`shm`] (published positions, for readers in
-//! any process); [`recovery`] and [`reader`] only read.
+//! ## The public surface
+//! * The crate root: [`Wal`] and [`Client`] (any thread or runtime), [`Shard`] and
+//!   [`spawn`] (inside glommio executors), [`WalConfig`], [`LogReader`], [`HeaderView`],
+//!   [`Error`] and its parts.
+//! * [`config`]: the configuration's defaults and limits; [`error`]: the error types;
+//!   [`client`]: the client's limits.
+//! * [`shm`]: the shared header, for monitors in other processes.
+//! * [`format`](mod@format): the on-disk format, for tools that read files directly.
+//! * With the `testing` cargo feature only (not a stable API): `storage` (fault injection,
+//!   the crash simulator), `recovery` (the scan), `shm::simulate_process_death`,
+//!   `Shard::open_with_storage`.
+//!
+//! Inside, data flows one way: shard (append) -> ring (flush buffers) -> storage (I/O) ->
+//! commit (durable watermark, waiters) -> shm (published positions); recovery and the
+//! reader only read.
 //!
 //! Linux only: glommio needs io_uring (kernel >= 5.8).
 //!
@@ -62,22 +73,29 @@ compile_error!("shardwal runs on Linux only: it needs io_uring (kernel >= 5.8) t
 pub(crate) mod arena;
 pub(crate) mod batch;
 pub mod client;
-pub mod commit;
+pub(crate) mod commit;
 pub mod config;
 pub mod error;
 pub(crate) mod flusher;
+pub mod format;
 mod lifecycle;
-pub mod lsn;
-pub mod metrics;
-pub mod reader;
-pub mod record;
+pub(crate) mod lsn;
+pub(crate) mod metrics;
+pub(crate) mod reader;
+pub(crate) mod record;
+#[cfg(feature = "testing")]
 pub mod recovery;
-pub mod ring;
-pub mod runtime;
-pub mod segment;
-pub mod shard;
+#[cfg(not(feature = "testing"))]
+pub(crate) mod recovery;
+pub(crate) mod ring;
+pub(crate) mod runtime;
+pub(crate) mod segment;
+pub(crate) mod shard;
 pub mod shm;
+#[cfg(feature = "testing")]
 pub mod storage;
+#[cfg(not(feature = "testing"))]
+pub(crate) mod storage;
 pub(crate) mod walk;
 pub(crate) mod zero_ahead;
 

@@ -10,6 +10,7 @@ pub fn new_latency_histogram() -> hdrhistogram::Histogram<u64> {
 
 /// A snapshot of one shard's counters since it opened.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ShardMetrics {
     /// Records appended.
     pub appends: u64,

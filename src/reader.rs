@@ -3,7 +3,7 @@
 //! [`LogReader`] uses plain `std::fs` reads: it is `Send`, needs no executor, and works on a
 //! closed log directory ([`LogReader::open`]) as well as on a live shard
 //! ([`crate::Shard::reader`], bounded by the shard's durable LSN, so it never returns a
-//! record that is not durable). It reads a segment in chunks of [`CHUNK_BYTES`] through a
+//! record that is not durable). It reads a segment in chunks of [`CHUNK_BYTES`](crate::format::CHUNK_BYTES) through a
 //! window (see the `walk` module: buffered reads, and why), so its memory does not depend
 //! on the segment size, and hands out payloads as [`Bytes`] slices of a chunk, without
 //! copying.
@@ -18,10 +18,10 @@ use crate::record::segment_seed;
 use crate::recovery::{scan_shard, ChainSegment};
 use crate::segment::{shard_dir, SegmentHeader, BLOCK_BYTES};
 use crate::walk::{SegmentWindow, WalkStep};
-pub use crate::walk::{CHUNK_BYTES, MAX_FRAME_BYTES};
 
 /// One record read back from the log.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Record {
     /// Its LSN.
     pub lsn: Lsn,
@@ -33,7 +33,7 @@ pub struct Record {
 ///
 /// Yields `Err` (and then stops): [`Error::Io`] when a segment cannot be read,
 /// [`Error::Corruption`] when a frame that must exist (its LSN is at or below the bound) is
-/// damaged. Memory: one chunk of [`CHUNK_BYTES`], or one frame when a frame is larger.
+/// damaged. Memory: one chunk of [`CHUNK_BYTES`](crate::format::CHUNK_BYTES), or one frame when a frame is larger.
 pub struct LogReader {
     shard: ShardId,
     chain: Vec<ChainSegment>,
@@ -54,8 +54,10 @@ impl LogReader {
     /// Opens shard `shard` of the closed log in `dir` for reading from `from` to the last
     /// valid record (as recovery would find it; the directory is not modified).
     ///
-    /// Errors: everything [`crate::recovery::scan_shard`] reports, and [`Error::Truncated`]
-    /// when `from` is below the first stored record.
+    /// Errors: recovery's: [`Error::ForeignFile`] and [`Error::NewerFormat`] for files it must not touch,
+    /// [`Error::Corruption`] for damage below the vouched-for durable point, [`Error::Io`]
+    /// when a file cannot be read; and [`Error::Truncated`] when `from` is below
+    /// the first stored record.
     pub fn open(dir: &Path, shard: ShardId, from: Lsn) -> Result<LogReader> {
         let scan = scan_shard(&shard_dir(dir, shard), shard)?;
         let upto = Lsn(scan.next_lsn.0 - 1);

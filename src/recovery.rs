@@ -4,7 +4,7 @@
 //! the `walk` module's window, so it holds one chunk whatever the segment size), and readers
 //! of a closed directory use it without an executor. [`scan_shard`] returns a [`ShardScan`]: the chain
 //! of segments that hold the log, the next LSN, where writing may resume, and which files
-//! hold nothing acknowledged and should be removed. [`crate::shard`] applies it.
+//! hold nothing acknowledged and should be removed. The shard applies it when it opens.
 //!
 //! # Torn tail or corruption?
 //! Several writes may be in flight when the machine dies, and they can land in any order, so
@@ -121,6 +121,7 @@ pub enum SegmentEnd {
 
 /// What [`scan_segment_bytes`] found in one segment.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SegmentSummary {
     /// The decoded header block.
     pub header: SegmentHeader,
@@ -135,8 +136,7 @@ pub struct SegmentSummary {
     pub vouched_lsn: Lsn,
 }
 
-/// Scans one segment from `bytes` (the whole file) the way [`scan_shard`] scans each
-/// segment, without any I/O: for fuzzing and inspection tools. Never panics, whatever
+/// Scans one segment from `bytes` (the whole file) the way recovery scans each segment, without any I/O: for fuzzing and inspection tools. Never panics, whatever
 /// `bytes` holds.
 ///
 /// It judges the segment on its own: the header is not checked against a file name or

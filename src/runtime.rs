@@ -12,7 +12,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::config::{CpuPlacement, WalConfig};
 use crate::error::{Error, Result};
 use crate::lsn::ShardId;
-use crate::segment::shard_dir;
+use crate::segment::list_shards;
 use crate::shard::Shard;
 
 /// Joins the executors started by [`spawn`].
@@ -52,27 +52,16 @@ impl<T: Send + 'static> WalHandle<T> {
 /// silently ignored (and key routing would change).
 pub(crate) fn check_shard_dirs(config: &WalConfig) -> Result<()> {
     let dir = config.dir();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::io("listing log directory", dir, e)),
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(n) = name.to_str().and_then(|n| n.strip_prefix("shard-")) else {
-            continue;
-        };
-        if let Ok(id) = n.parse::<u32>() {
-            if id >= config.shard_count() && shard_dir(dir, ShardId(id)) == entry.path() {
-                return Err(Error::BadDirectory {
-                    path: dir.to_path_buf(),
-                    detail: format!(
-                        "it holds shard {id}, but shard_count = {}; open it with at least {} shards",
-                        config.shard_count(),
-                        id + 1
-                    ),
-                });
-            }
+    if let Some(&ShardId(id)) = list_shards(dir)?.last() {
+        if id >= config.shard_count() {
+            return Err(Error::BadDirectory {
+                path: dir.to_path_buf(),
+                detail: format!(
+                    "it holds shard {id}, but shard_count = {}; open it with at least {} shards",
+                    config.shard_count(),
+                    id + 1
+                ),
+            });
         }
     }
     Ok(())

@@ -179,6 +179,51 @@ pub fn list_spares(shard_dir: &Path) -> Result<Vec<(u64, PathBuf)>> {
     list_with_suffix(shard_dir, ".spare")
 }
 
+/// The shards of the log in `dir` that have a directory (`shard-NNNN`, exactly as
+/// [`shard_dir`] names it), in order; a missing `dir` is an empty list.
+///
+/// Errors: [`Error::Io`] when `dir` cannot be listed.
+pub fn list_shards(dir: &Path) -> Result<Vec<ShardId>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io("listing log directory", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io("listing log directory", dir, e))?;
+        let name = entry.file_name();
+        let Some(n) = name.to_str().and_then(|n| n.strip_prefix("shard-")) else {
+            continue;
+        };
+        let Ok(id) = n.parse::<u32>() else { continue };
+        // `shard-7` or `shard-00007` are not ours: only the exact name counts.
+        if shard_dir(dir, ShardId(id)) == entry.path() && entry.path().is_dir() {
+            out.push(ShardId(id));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// The shard count of the closed log in `dir`, from the directory alone: one more than
+/// the highest shard directory (every shard creates its directory when it first opens).
+/// For a live log, [`crate::HeaderView::shard_count`] reads it from the shared header.
+///
+/// Errors: [`Error::Io`] when `dir` cannot be listed; [`Error::BadDirectory`] when it holds
+/// no shard directory or does not exist (it is not a shardwal log, or was never opened).
+pub fn shard_count(dir: &Path) -> Result<u32> {
+    let Some(highest) = list_shards(dir)?.pop() else {
+        return Err(Error::BadDirectory {
+            path: dir.to_path_buf(),
+            detail:
+                "it holds no shard directory (shard-NNNN): not a shardwal log, or one never opened"
+                    .into(),
+        });
+    };
+    Ok(highest.0 + 1)
+}
+
 fn list_with_suffix(shard_dir: &Path, suffix: &str) -> Result<Vec<(u64, PathBuf)>> {
     let entries = match std::fs::read_dir(shard_dir) {
         Ok(e) => e,

@@ -510,21 +510,27 @@ impl Shard {
     /// recovers its segments, allocates its buffers, prepares a segment to write into and
     /// starts its flusher task. Use [`crate::spawn`] to run one executor per shard instead.
     ///
-    /// Errors: [`Error::InvalidConfig`] when `id` is not below the shard count; everything
-    /// [`crate::recovery::scan_shard`] reports; [`Error::Io`] when the directory or the
-    /// first segment cannot be created. Panics when called outside a glommio executor.
+    /// Errors: [`Error::InvalidConfig`] when `id` is not below the shard count; recovery's:
+    /// [`Error::ForeignFile`] and [`Error::NewerFormat`] for files it must not touch,
+    /// [`Error::Corruption`] for damage below the vouched-for durable point, [`Error::Io`]
+    /// when a file cannot be read or created; [`Error::LogLocked`] when another process owns the log. Panics when called outside a glommio executor.
     pub async fn open(config: &WalConfig, id: ShardId) -> Result<Shard> {
         let storage = DmaStorage::new(config.durability == Durability::Dsync);
-        Shard::open_with_storage(config, id, Rc::new(storage)).await
+        Shard::open_on(config, id, Rc::new(storage)).await
     }
 
     /// Like [`Shard::open`] with another storage backend (for example
-    /// [`crate::storage::FaultyStorage`] in tests).
+    /// [`crate::storage::FaultyStorage`] in tests). Feature `testing` only.
+    #[cfg(feature = "testing")]
     pub async fn open_with_storage(
         config: &WalConfig,
         id: ShardId,
         storage: Rc<dyn Storage>,
     ) -> Result<Shard> {
+        Shard::open_on(config, id, storage).await
+    }
+
+    async fn open_on(config: &WalConfig, id: ShardId, storage: Rc<dyn Storage>) -> Result<Shard> {
         if id.0 >= config.shard_count {
             return Err(Error::InvalidConfig(format!(
                 "shard id {id} is not below shard_count = {}",

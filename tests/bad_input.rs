@@ -2,7 +2,7 @@
 mod common;
 use common::*;
 
-use shardwal::segment::{segment_path, shard_dir, SegmentHeader, BLOCK_BYTES, FORMAT_VERSION};
+use shardwal::format::{segment_path, shard_dir, SegmentHeader, BLOCK_BYTES, FORMAT_VERSION};
 use shardwal::{Error, LogReader, Lsn, Shard, ShardId, WalConfig};
 
 #[test]
@@ -357,13 +357,9 @@ fn spawn_refuses_a_directory_with_more_shards() {
 #[test]
 fn segment_with_the_last_generation_is_refused() {
     let d = tempfile::tempdir().unwrap();
-    let sdir = shardwal::segment::shard_dir(d.path(), shardwal::ShardId(0));
+    let sdir = shardwal::format::shard_dir(d.path(), shardwal::ShardId(0));
     std::fs::create_dir_all(&sdir).unwrap();
-    std::fs::write(
-        shardwal::segment::segment_path(&sdir, u64::MAX),
-        [0u8; 4096],
-    )
-    .unwrap();
+    std::fs::write(shardwal::format::segment_path(&sdir, u64::MAX), [0u8; 4096]).unwrap();
     match shardwal::recovery::scan_shard(&sdir, shardwal::ShardId(0)) {
         Err(shardwal::Error::BadDirectory { detail, .. }) => {
             assert!(detail.contains("generation"), "{detail}")

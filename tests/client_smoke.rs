@@ -50,9 +50,9 @@ fn a_shard_that_cannot_open_fails_the_start_and_the_others_close_cleanly() {
     let d = tempfile::tempdir().unwrap();
     let cfg = small(d.path(), 2).build().unwrap();
     // A foreign file where shard 1's first segment would be: shard 1 refuses to open.
-    let sdir = shardwal::segment::shard_dir(d.path(), ShardId(1));
+    let sdir = shardwal::format::shard_dir(d.path(), ShardId(1));
     std::fs::create_dir_all(&sdir).unwrap();
-    std::fs::write(shardwal::segment::segment_path(&sdir, 1), vec![b'x'; 8192]).unwrap();
+    std::fs::write(shardwal::format::segment_path(&sdir, 1), vec![b'x'; 8192]).unwrap();
     match Wal::start(cfg.clone()) {
         Err(shardwal::Error::ForeignFile { path }) => assert!(path.starts_with(&sdir)),
         Err(e) => panic!("expected the open error, got {e:?}"),
@@ -60,7 +60,7 @@ fn a_shard_that_cannot_open_fails_the_start_and_the_others_close_cleanly() {
     }
     // Shard 0 opened and closed cleanly, and nothing holds the log any more: with the
     // foreign file gone the same directory starts at once.
-    std::fs::remove_file(shardwal::segment::segment_path(&sdir, 1)).unwrap();
+    std::fs::remove_file(shardwal::format::segment_path(&sdir, 1)).unwrap();
     let wal = Wal::start(cfg).unwrap();
     let lsn = futures::executor::block_on(wal.client().append_durable(ShardId(1), b"x".to_vec()));
     assert_eq!(lsn.unwrap(), Lsn(1));

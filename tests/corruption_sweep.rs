@@ -16,8 +16,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use shardwal::recovery::{scan_segment_bytes, SegmentEnd};
-use shardwal::segment::BLOCK_BYTES;
+use shardwal::format::BLOCK_BYTES;
+use shardwal::format::{scan_segment_bytes, SegmentEnd};
 use shardwal::{Error, LogReader, Lsn, Shard, ShardId, WalConfig};
 
 /// Bytes of a segment header block that hold fields (the rest of the block is zero and

@@ -78,7 +78,7 @@ fn a_fresh_open_writes_nothing_and_the_first_commit_is_one_write_and_one_sync() 
         assert_eq!(files.len(), 1, "{files:?}");
         // The first segment is small (8 MiB of the default 64) and reserved whole.
         let first =
-            shardwal::segment::first_segment_bytes(cfg.segment_bytes(), cfg.flush_buffer_bytes());
+            shardwal::format::first_segment_bytes(cfg.segment_bytes(), cfg.flush_buffer_bytes());
         assert_eq!(first, 8 << 20);
         assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), first);
 

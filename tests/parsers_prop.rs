@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 
-use shardwal::record::{self, encode_marker, encode_record, segment_seed, Frame};
-use shardwal::recovery::{scan_segment_bytes, SegmentEnd};
-use shardwal::segment::{segment_path, shard_dir, HeaderError, SegmentHeader, BLOCK_BYTES};
+use shardwal::format::{self as record, encode_marker, encode_record, segment_seed, Frame};
+use shardwal::format::{scan_segment_bytes, SegmentEnd};
+use shardwal::format::{segment_path, shard_dir, HeaderError, SegmentHeader, BLOCK_BYTES};
 use shardwal::{Error, LogReader, Lsn, ShardId};
 
 #[path = "common/counting_alloc.rs"]

@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use shardwal::segment::{list_segments, list_spares, shard_dir};
+use shardwal::format::{list_segments, list_spares, shard_dir};
 use shardwal::storage::{FaultPlan, SimStorage};
 use shardwal::{LogReader, Lsn, Shard, ShardId, WalConfig};
 
@@ -384,7 +384,7 @@ fn new_generations_are_above_every_spare() {
         s.close().await.unwrap();
     });
     let sdir = shard_dir(d.path(), ShardId(0));
-    let spare = shardwal::segment::spare_path(&sdir, 77);
+    let spare = shardwal::format::spare_path(&sdir, 77);
     std::fs::write(&spare, vec![0xAB; SEGMENT as usize]).unwrap();
     let scan = shardwal::recovery::scan_shard(&sdir, ShardId(0)).unwrap();
     assert_eq!(scan.next_generation, 78);

@@ -8,7 +8,7 @@ use common::*;
 
 use std::path::{Path, PathBuf};
 
-use shardwal::segment::BLOCK_BYTES;
+use shardwal::format::BLOCK_BYTES;
 use shardwal::{Error, LogReader, Lsn, Shard, ShardId, WalConfig};
 
 /// Records committed one by one before the last group commit.

@@ -41,7 +41,7 @@ fn truncation_fault(op: FaultOp, expected: FailedOp, recycled_segment_count: usi
         s.sync().await.unwrap();
         assert!(s.metrics().rotations >= 2, "the log spans several segments");
         let first_segment =
-            shardwal::segment::segment_path(&shardwal::segment::shard_dir(d.path(), ShardId(0)), 1);
+            shardwal::format::segment_path(&shardwal::format::shard_dir(d.path(), ShardId(0)), 1);
         let e = s
             .truncate_before(Lsn(s.durable_lsn().0 + 1))
             .await
@@ -102,8 +102,8 @@ fn a_replay_that_cannot_read_a_segment_reports_io_with_the_path() {
         }
         s.close().await.unwrap();
     });
-    let sdir = shardwal::segment::shard_dir(d.path(), ShardId(0));
-    let second = shardwal::segment::segment_path(&sdir, 2);
+    let sdir = shardwal::format::shard_dir(d.path(), ShardId(0));
+    let second = shardwal::format::segment_path(&sdir, 2);
     let mut reader = LogReader::open(d.path(), ShardId(0), Lsn(1)).unwrap();
     std::fs::remove_file(&second).unwrap();
     let mut read = 0u64;

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardwal::record::{decode, Frame, FRAME_HEADER_BYTES};
+use shardwal::format::{decode, Frame, FRAME_HEADER_BYTES};
 
 fuzz_target!(|data: &[u8]| {
     let Some((seed, bytes)) = data.split_first_chunk::<8>() else {

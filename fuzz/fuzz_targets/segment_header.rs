@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardwal::segment::{SegmentHeader, BLOCK_BYTES};
+use shardwal::format::{SegmentHeader, BLOCK_BYTES};
 use xxhash_rust::xxh3::xxh3_64;
 
 fn check(bytes: &[u8]) {

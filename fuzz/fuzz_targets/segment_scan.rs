@@ -7,8 +7,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardwal::recovery::{scan_segment_bytes, SegmentEnd};
-use shardwal::segment::BLOCK_BYTES;
+use shardwal::format::{scan_segment_bytes, SegmentEnd};
+use shardwal::format::BLOCK_BYTES;
 use xxhash_rust::xxh3::xxh3_64;
 
 fn check(bytes: &[u8]) {

@@ -399,7 +399,7 @@ fn one_line(r: &RunResult) -> String {
 /// that each commit goes out as one batch.
 fn default_flush_buffer_bytes(commit: CommitPattern, max_record: usize) -> usize {
     use shardwal::config::FLUSH_BUFFER_OVERHEAD_BYTES;
-    use shardwal::record::{frame_bytes, FRAME_HEADER_BYTES};
+    use shardwal::format::{frame_bytes, FRAME_HEADER_BYTES};
     let one_batch = match commit {
         CommitPattern::SyncEvery(n) => (n as usize)
             .saturating_mul(frame_bytes(max_record))

@@ -12,7 +12,7 @@ pub fn run(dir: &Path) -> AnyResult<()> {
     let mut shard = 0u32;
     let mut total = 0u64;
     loop {
-        let sdir = shardwal::segment::shard_dir(dir, ShardId(shard));
+        let sdir = shardwal::format::shard_dir(dir, ShardId(shard));
         if !sdir.is_dir() {
             break;
         }

@@ -191,7 +191,7 @@ fn verify_counts_records_and_reports_corruption() {
 
     // Damage the first record's payload: the close marker vouches for it, so verify must
     // fail instead of reporting a shorter log.
-    let seg = shardwal::segment::list_segments(&shardwal::segment::shard_dir(d.path(), ShardId(0)))
+    let seg = shardwal::format::list_segments(&shardwal::format::shard_dir(d.path(), ShardId(0)))
         .unwrap()[0]
         .1
         .clone();

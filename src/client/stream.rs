@@ -2,7 +2,7 @@
 //!
 //! Opening asks the shard's server for a [`LogReader`] (one request: the server copies its
 //! segment list and durable LSN, nothing more), then the stream reads the segment files
-//! itself, on the thread that polls it, in chunks of [`crate::reader::CHUNK_BYTES`]: the
+//! itself, on the thread that polls it, in chunks of [`crate::format::CHUNK_BYTES`]: the
 //! shard's executor does no read I/O for it. A read pin in the shard's inbox keeps
 //! truncation through the client from removing a segment the stream still needs; it moves
 //! up as batches are handed out and is released when the stream is dropped.

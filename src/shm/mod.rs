@@ -40,7 +40,7 @@ pub use view::{
 /// in `dir` as a dead process would (the writer lease is released; shards opened on it are
 /// forgotten and must never be used again, for example leaked with `std::mem::forget`).
 /// Never call it while those shards can still run: two writers would corrupt the log.
-#[doc(hidden)]
+#[cfg(feature = "testing")]
 pub fn simulate_process_death(dir: &std::path::Path) {
     owner::abandon(dir)
 }

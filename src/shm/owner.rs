@@ -154,6 +154,7 @@ impl HeaderOwner {
 /// Makes this process behave, for `dir`, as if it had died: releases the writer lease and
 /// forgets every shard attachment, so the log can be opened again in this process. Shards
 /// of the abandoned owner must never run again (tests leak them on purpose).
+#[cfg(feature = "testing")]
 pub(crate) fn abandon(dir: &Path) {
     let Ok(canon) = std::fs::canonicalize(dir) else {
         return;

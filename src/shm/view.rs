@@ -33,6 +33,7 @@ const PIN_TRIES: u32 = 1_000;
     derive(serde::Serialize),
     serde(rename_all = "snake_case")
 )]
+#[non_exhaustive]
 pub enum ShardState {
     /// Not open (or its writer is gone).
     Closed,
@@ -45,6 +46,7 @@ pub enum ShardState {
 /// One shard's published position.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct ShardPosition {
     /// Every record up to this LSN is durable (0: none).
     pub durable_lsn: Lsn,
@@ -64,6 +66,7 @@ pub struct ShardPosition {
 /// the lease itself is the OFD lock).
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct OwnerInfo {
     /// Its pid.
     pub pid: u32,
@@ -78,6 +81,7 @@ pub struct OwnerInfo {
 /// A reader pin in the header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct PinInfo {
     /// The pin slot.
     pub slot: usize,
@@ -507,6 +511,7 @@ fn read_segment_header(path: &Path) -> Result<Option<SegmentHeader>> {
 /// The first and last LSN a segment file covers, for `inspect`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct SegmentRange {
     /// The shard.
     pub shard: ShardId,
@@ -524,6 +529,7 @@ pub struct SegmentRange {
 /// Everything `shardwal inspect` shows about a log directory.
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
 pub struct Inspection {
     /// The log directory.
     pub dir: PathBuf,

@@ -20,10 +20,14 @@ use std::rc::Rc;
 use async_trait::async_trait;
 use glommio::io::{DmaBuffer, DmaFile, OpenOptions};
 
+#[cfg(feature = "testing")]
 pub mod fault;
+#[cfg(feature = "testing")]
 pub mod sim;
 
+#[cfg(feature = "testing")]
 pub use fault::{Fault, FaultKind, FaultOp, FaultPlan, FaultProbe, FaultyStorage};
+#[cfg(feature = "testing")]
 pub use sim::{CrashReport, SimStorage};
 
 /// A directory of segment files.

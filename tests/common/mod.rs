@@ -44,8 +44,8 @@ pub fn payload(shard: u32, seq: u64) -> Vec<u8> {
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use shardwal::record::{decode, segment_seed, Frame, FRAME_HEADER_BYTES};
-use shardwal::segment::{list_segments, shard_dir, SegmentHeader, BLOCK_BYTES};
+use shardwal::format::{decode, segment_seed, Frame, FRAME_HEADER_BYTES};
+use shardwal::format::{list_segments, shard_dir, SegmentHeader, BLOCK_BYTES};
 use shardwal::{LogReader, Lsn, Shard, ShardId};
 
 /// Segment files of shard `shard` under the log directory `dir`, oldest first.
