@@ -19,6 +19,14 @@ pub trait LogBackend: Clone + 'static {
     /// Copies `record` into the shard's ring; resolves to its LSN (not yet durable).
     fn append(&self, record: Vec<u8>) -> impl Future<Output = io::Result<Lsn>>;
 
+    /// Copies `records` into the shard's ring as one batch with contiguous LSNs; resolves to
+    /// the first one. The caller keeps a batch within [`LogBackend::max_batch_bytes`].
+    fn append_batch(&self, records: Vec<Vec<u8>>) -> impl Future<Output = io::Result<Lsn>>;
+
+    /// The largest batch [`LogBackend::append_batch`] takes: the sum of its records' frame
+    /// lengths (`shardwal::format::frame_bytes`), in bytes.
+    fn max_batch_bytes(&self) -> usize;
+
     /// Resolves once every record up to `lsn` is durable.
     fn make_durable(&self, lsn: Lsn) -> impl Future<Output = io::Result<()>>;
 
@@ -35,6 +43,17 @@ pub trait LogBackend: Clone + 'static {
 impl LogBackend for Shard {
     async fn append(&self, record: Vec<u8>) -> io::Result<Lsn> {
         Shard::append(self, &record).await.map_err(io_error)
+    }
+
+    async fn append_batch(&self, records: Vec<Vec<u8>>) -> io::Result<Lsn> {
+        let lsns = Shard::append_batch(self, &records)
+            .await
+            .map_err(io_error)?;
+        Ok(*lsns.start())
+    }
+
+    fn max_batch_bytes(&self) -> usize {
+        Shard::max_batch_bytes(self)
     }
 
     async fn make_durable(&self, lsn: Lsn) -> io::Result<()> {
@@ -73,6 +92,16 @@ impl LogBackend for ClientShard {
             .append(self.shard, Bytes::from(record))
             .await
             .map_err(io_error)
+    }
+
+    async fn append_batch(&self, records: Vec<Vec<u8>>) -> io::Result<Lsn> {
+        let records = records.into_iter().map(Bytes::from).collect();
+        let lsns = self.client.append_batch(self.shard, records).await;
+        Ok(*lsns.map_err(io_error)?.start())
+    }
+
+    fn max_batch_bytes(&self) -> usize {
+        self.client.max_batch_bytes()
     }
 
     async fn make_durable(&self, lsn: Lsn) -> io::Result<()> {
@@ -134,6 +163,18 @@ impl LogBackend for MemoryBackend {
         self.last_lsn.set(lsn.0);
         self.records.borrow_mut().push((lsn, record));
         Ok(lsn)
+    }
+
+    async fn append_batch(&self, records: Vec<Vec<u8>>) -> io::Result<Lsn> {
+        let first = Lsn(self.last_lsn.get() + 1);
+        for r in records {
+            LogBackend::append(self, r).await?;
+        }
+        Ok(first)
+    }
+
+    fn max_batch_bytes(&self) -> usize {
+        usize::MAX
     }
 
     async fn make_durable(&self, _lsn: Lsn) -> io::Result<()> {

@@ -120,6 +120,27 @@ where
         self.backend.append(codec::encode(record)?).await
     }
 
+    /// Appends encoded entries as one batch and records them; returns the last LSN.
+    async fn write_batch(&self, batch: Vec<(Vec<u8>, EntryOf<C>)>) -> io::Result<Lsn> {
+        assert!(!batch.is_empty());
+        let (records, entries): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
+        let first = match records.len() {
+            1 => {
+                self.backend
+                    .append(records.into_iter().next().expect("one"))
+                    .await?
+            }
+            _ => self.backend.append_batch(records).await?,
+        };
+        let mut state = self.state.borrow_mut();
+        let mut lsn = first;
+        for (i, entry) in entries.into_iter().enumerate() {
+            lsn = Lsn(first.0 + i as u64);
+            state.replay_entry(lsn, entry);
+        }
+        Ok(lsn)
+    }
+
     /// Writes `record` and waits until it is durable.
     async fn write_durable(&self, record: &RecordOf<C>) -> io::Result<Lsn> {
         let lsn = self.write(record).await?;
@@ -275,11 +296,25 @@ where
         I: IntoIterator<Item = EntryOf<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        // One batch (one ring copy; through the client, one cross-thread hop) per run of
+        // entries that fits the backend's batch limit.
+        let limit = self.backend.max_batch_bytes();
         let mut last = None;
+        let mut batch: Vec<(Vec<u8>, EntryOf<C>)> = Vec::new();
+        let mut batch_bytes = 0;
         for entry in entries {
-            let lsn = self.write(&LogRecord::Entry(entry.clone())).await?;
-            self.state.borrow_mut().replay_entry(lsn, entry);
-            last = Some(lsn);
+            let bytes =
+                codec::encode::<_, VoteOf<C>, LogIdOf<C>>(&LogRecord::Entry(entry.clone()))?;
+            let frame = shardwal::format::frame_bytes(bytes.len());
+            if !batch.is_empty() && batch_bytes + frame > limit {
+                last = Some(self.write_batch(std::mem::take(&mut batch)).await?);
+                batch_bytes = 0;
+            }
+            batch_bytes += frame;
+            batch.push((bytes, entry));
+        }
+        if !batch.is_empty() {
+            last = Some(self.write_batch(batch).await?);
         }
         match last {
             None => callback.io_completed(Ok(())),
