@@ -526,7 +526,8 @@ pub struct SegmentRange {
     pub file_bytes: u64,
 }
 
-/// Everything `shardwal inspect` shows about a log directory.
+/// A read-only report on a log directory: owner, shard positions, cut, reader pins and
+/// segment files (what the `shardwal inspect` command prints).
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
