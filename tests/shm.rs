@@ -475,15 +475,6 @@ fn the_lease_descriptor_is_close_on_exec() {
     });
 }
 
-/// Writes enough 1 KiB records to shard 0 to fill several segments.
-async fn fill_segments(s: &Shard, records: u64) {
-    for n in 0..records {
-        let mut p = payload(0, n);
-        p.resize(1024, b'.');
-        s.append_durable(&p).await.unwrap();
-    }
-}
-
 #[test]
 fn a_snapshot_holds_back_truncation_until_dropped() {
     let d = tempfile::tempdir().unwrap();

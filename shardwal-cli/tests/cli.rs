@@ -204,15 +204,6 @@ fn verify_counts_records_and_reports_corruption() {
     assert!(stderr.contains("corruption"), "{stderr}");
 }
 
-/// Durable 1 KiB records, enough to fill several small segments.
-async fn fill_segments(s: &Shard, records: u64) {
-    for n in 0..records {
-        let mut p = payload(0, n);
-        p.resize(1024, b'.');
-        s.append_durable(&p).await.unwrap();
-    }
-}
-
 #[test]
 fn inspect_shows_owner_positions_pins_and_segments_while_a_writer_runs() {
     let d = tempfile::tempdir().unwrap();

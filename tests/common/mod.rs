@@ -219,3 +219,13 @@ pub fn crash(shard: Shard) {
     shardwal::shm::simulate_process_death(shard.config().dir());
     std::mem::forget(shard);
 }
+
+/// Appends `records` durable 1 KiB records to shard `s` (payload 0, n), enough to fill
+/// several segments of the small geometry.
+pub async fn fill_segments(s: &Shard, records: u64) {
+    for n in 0..records {
+        let mut p = payload(0, n);
+        p.resize(1024, b'.');
+        s.append_durable(&p).await.unwrap();
+    }
+}
