@@ -296,6 +296,10 @@ where
         I: IntoIterator<Item = EntryOf<C>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        // Raft appends right after the last entry (it truncates before it overwrites):
+        // anything else is refused before a byte is written, so nothing is lost.
+        let entries: Vec<EntryOf<C>> = entries.into_iter().collect();
+        self.state.borrow().check_contiguous(&entries)?;
         // One batch (one ring copy; through the client, one cross-thread hop) per run of
         // entries that fits the backend's batch limit.
         let limit = self.backend.max_batch_bytes();
@@ -357,6 +361,28 @@ where
 }
 
 impl<C: RaftTypeConfig> State<C> {
+    /// `InvalidInput` unless `entries` continue the log: consecutive indexes, the first one
+    /// right after the last entry (or the last purged one; any index on an empty log).
+    fn check_contiguous(&self, entries: &[EntryOf<C>]) -> io::Result<()> {
+        let last = self.entries.keys().next_back().copied();
+        let last = last.or_else(|| self.last_purged.as_ref().map(|l| l.index()));
+        let mut expected = last.map(|l| l + 1);
+        for e in entries {
+            if expected.is_some_and(|x| x != e.index()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "out-of-order append: entry {} where {} was expected (nothing appended)",
+                        e.index(),
+                        expected.unwrap_or(0)
+                    ),
+                ));
+            }
+            expected = Some(e.index() + 1);
+        }
+        Ok(())
+    }
+
     /// Records an appended entry: it replaces every entry from its index on.
     fn replay_entry(&mut self, lsn: Lsn, entry: EntryOf<C>) {
         self.replay(lsn, LogRecord::Entry(entry));

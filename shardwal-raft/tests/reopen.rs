@@ -148,3 +148,26 @@ fn a_record_that_is_not_the_stores_is_refused_on_open() {
         shard.close().await.unwrap();
     });
 }
+
+#[test]
+fn an_out_of_order_append_is_refused_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path());
+    GlommioRuntime::new(1).block_on(async {
+        let mut store = open(&cfg).await;
+        append(&mut store, (1..=5).map(|i| put(1, i)).collect()).await;
+        let before = snapshot(&mut store).await;
+        for bad in [vec![put(1, 7)], vec![put(1, 6), put(1, 8)], vec![put(1, 3)]] {
+            let (tx, _rx) = <GlommioRuntime as AsyncRuntime>::Oneshot::channel();
+            let err = store.append(bad, IOFlushed::signal(tx)).await.unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+            assert!(err.to_string().contains("out-of-order append"), "{err}");
+        }
+        assert_eq!(snapshot(&mut store).await, before);
+        store.backend().close().await.unwrap();
+        drop(store);
+        let mut reopened = open(&cfg).await;
+        assert_eq!(snapshot(&mut reopened).await, before);
+        reopened.backend().close().await.unwrap();
+    });
+}
