@@ -111,18 +111,21 @@ impl Writer {
             if now >= self.deadline {
                 break;
             }
-            let records: Vec<bytes::Bytes> = (0..self.batch)
-                .map(|_| payload.slice(..self.record_bytes.sample(&mut rng)))
-                .collect();
-            let batch_bytes: usize = records.iter().map(|r| r.len()).sum();
-            if self.batch == 1 {
-                let record = records[0].clone();
-                self.client.append_durable(self.shard, record).await?;
+            let mut record = || payload.slice(..self.record_bytes.sample(&mut rng));
+            let batch_bytes = if self.batch == 1 {
+                // A single append: no batch vector, as a service would send it.
+                let one = record();
+                let len = one.len();
+                self.client.append_durable(self.shard, one).await?;
+                len
             } else {
+                let records: Vec<bytes::Bytes> = (0..self.batch).map(|_| record()).collect();
+                let len = records.iter().map(|r| r.len()).sum();
                 self.client
                     .append_batch_durable(self.shard, records)
                     .await?;
-            }
+                len
+            };
             self.latency_ns.record(now.elapsed().as_nanos() as u64);
             bytes += batch_bytes as u64;
             self.counter.fetch_add(self.batch as u64, Ordering::Relaxed);

@@ -307,8 +307,7 @@ where
         let mut batch: Vec<(Vec<u8>, EntryOf<C>)> = Vec::new();
         let mut batch_bytes = 0;
         for entry in entries {
-            let bytes =
-                codec::encode::<_, VoteOf<C>, LogIdOf<C>>(&LogRecord::Entry(entry.clone()))?;
+            let bytes = codec::encode::<_, VoteOf<C>, LogIdOf<C>>(&LogRecord::Entry(&entry))?;
             let frame = shardwal::format::frame_bytes(bytes.len());
             if !batch.is_empty() && batch_bytes + frame > limit {
                 last = Some(self.write_batch(std::mem::take(&mut batch)).await?);
