@@ -10,16 +10,20 @@
 //!   runtime). Entries, vote, committed id, truncations and purges are records of
 //!   the same shard log ([`codec`], versioned); `IOFlushed` callbacks complete in order from
 //!   the group commits, so many Raft appends share one fdatasync; `save_vote`,
-//!   `truncate_after` and `purge` are durable before they return. It passes openraft's
-//!   storage suite (`openraft::testing::log::Suite`) under both runtimes.
+//!   `truncate_after` and `purge` are durable before they return. Reads use an index of
+//!   LSNs (8 bytes per live entry), a cache of the newest entries within a byte budget
+//!   ([`DEFAULT_CACHE_BYTES`]; it always holds what is not durable yet) and, for older
+//!   entries, a forward read of the shard (see [`store`]'s "Reads" for the cost). It
+//!   passes openraft's storage suite (`openraft::testing::log::Suite`) under both
+//!   runtimes, with and without a cache.
 //! - [`GlommioRuntime`]: openraft's `AsyncRuntime` on a glommio executor, so a Raft group
 //!   runs natively on the executor of the shard that stores its log (openraft's
 //!   `single-threaded` mode). It passes openraft's runtime conformance suite.
 //! - [`kv::KvStateMachine`], [`types::KvConfig`] (glommio) and [`types::KvTokioConfig`]
 //!   (tokio): a small KV state machine and type configurations for tests and examples.
 //!
-//! Not yet: crash-simulator tests of the store, the 3-node cluster example and its
-//! benchmark (see the README's "Replication" section).
+//! - [`cluster`]: a 3-node loopback cluster (node processes, wire protocol) for the example
+//!   and `shardwal bench --raft`.
 //!
 //! openraft's `single-threaded` feature is on for the whole build (cargo unifies features):
 //! under tokio, Raft and the store run in a `LocalSet` (openraft's `TokioRuntime` does that
@@ -40,4 +44,4 @@ pub mod types;
 
 pub use backend::{ClientShard, LogBackend, MemoryBackend};
 pub use rt::GlommioRuntime;
-pub use store::ShardLogStore;
+pub use store::{ReadPathStats, ShardLogStore, DEFAULT_CACHE_BYTES};

@@ -20,16 +20,39 @@
 //!   truncates the shard before the oldest record still needed; the shard keeps anything a
 //!   reader pin holds.
 //!
-//! ## Reads
-//! The live entries (between the last purge and the end) stay in memory, so a range read
-//! costs what the range holds and never reads a segment. Memory grows with the unpurged
-//! log: purge after snapshots (openraft does, per its snapshot policy).
+//! ## Reads: an index, a cache of recent entries, and the shard
+//! The store does not keep the log in memory. It keeps:
+//! - an **index**: the LSN of every live entry (between the last purge and the end), 8
+//!   bytes per entry in a `VecDeque<Lsn>` (Raft indexes are contiguous), trimmed by
+//!   `purge` and `truncate_after`;
+//! - a **cache** of the newest entries, within a byte budget ([`DEFAULT_CACHE_BYTES`],
+//!   or [`ShardLogStore::open_with_cache`]). An entry costs its encoded record plus the
+//!   in-memory entry struct. The oldest are evicted first, and only once durable: the
+//!   cache always holds every entry not yet durable (so it may exceed the budget by
+//!   what the shard has not synced yet, at most the shard's ring), and only those.
+//!
+//! `try_get_log_entries` serves the cached part of a range from the cache (a clone per
+//! entry) and the older part through a forward reader of the shard
+//! ([`LogBackend::read_from`]) from the first wanted entry's LSN: it decodes the wanted
+//! entries and skips the store's other records in between (votes, committed ids,
+//! overwritten entries). Memory per call: the range plus the reader's buffer (one 1 MiB
+//! chunk for a [`Shard`], one 1 MiB batch through the client).
+//!
+//! Cost of a miss, honestly: the shard's readers cannot seek inside a segment (the shard
+//! does not hand out records' file offsets), so a **new** reader starts at the first
+//! frame of the segment that holds the LSN and walks (reads and checks) every frame before
+//! it: up to one segment (`segment_bytes`, 64 MiB by default) for the first miss in a
+//! segment. The store therefore keeps the reader a miss used, positioned after it, and the
+//! next miss that starts at most [`CURSOR_REUSE_RECORDS`] records further on continues
+//! there: a lagging follower catching up sequentially costs what its ranges hold (plus
+//! the store's records in between), not a segment per call. A purge drops the kept reader
+//! (so that no pin or open file holds back the truncation).
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
-use std::ops::RangeBounds;
+use std::ops::{Bound, RangeBounds};
 use std::rc::Rc;
 
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
@@ -47,6 +70,14 @@ use crate::codec::{self, LogRecord};
 /// The record type of a store for `C`.
 type RecordOf<C> = LogRecord<EntryOf<C>, VoteOf<C>, LogIdOf<C>>;
 
+/// The entry cache's default budget: 8 MiB (an entry costs its encoded record plus the
+/// in-memory entry struct).
+pub const DEFAULT_CACHE_BYTES: usize = 8 << 20;
+
+/// A shard read continues on the reader the previous one left when it starts at most this
+/// many records after where that reader stopped; otherwise it opens a new reader.
+pub const CURSOR_REUSE_RECORDS: u64 = 4096;
+
 /// openraft's log storage over one shard (one Raft group per shard), reached through the
 /// backend `B`. Cheap to clone: the clones share the state, as openraft's log reader must.
 /// Single-threaded (openraft's `single-threaded` mode): it lives on the thread that opened
@@ -54,6 +85,8 @@ type RecordOf<C> = LogRecord<EntryOf<C>, VoteOf<C>, LogIdOf<C>>;
 pub struct ShardLogStore<C: RaftTypeConfig, B: LogBackend = Shard> {
     backend: B,
     state: Rc<RefCell<State<C>>>,
+    /// The reader the last shard read left, positioned after it (taken while a read runs).
+    cursor: Rc<RefCell<Option<Cursor<B>>>>,
 }
 
 impl<C: RaftTypeConfig, B: LogBackend> Clone for ShardLogStore<C, B> {
@@ -61,7 +94,68 @@ impl<C: RaftTypeConfig, B: LogBackend> Clone for ShardLogStore<C, B> {
         ShardLogStore {
             backend: self.backend.clone(),
             state: self.state.clone(),
+            cursor: self.cursor.clone(),
         }
+    }
+}
+
+/// A backend reader and the next LSN it hands out.
+struct Cursor<B: LogBackend> {
+    inner: B::Cursor,
+    next: Lsn,
+}
+
+/// What a store's read path holds and has done since it was opened (for tests and
+/// monitoring).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ReadPathStats {
+    /// Live entries (between the last purge and the end); the index holds 8 bytes (an LSN)
+    /// for each.
+    pub indexed_entries: u64,
+    /// Entries in the cache: the newest live ones.
+    pub cached_entries: u64,
+    /// The cache's cost in bytes: per entry, its encoded record plus the in-memory entry
+    /// struct. At most `budget_bytes` plus what is not durable yet.
+    pub cached_bytes: u64,
+    /// The cache's budget in bytes.
+    pub budget_bytes: u64,
+    /// Entries `try_get_log_entries` served from the cache.
+    pub entries_from_cache: u64,
+    /// Entries `try_get_log_entries` read from the shard.
+    pub entries_from_shard: u64,
+    /// Records the shard's readers handed to the store (wanted entries and the store's
+    /// records in between; not the frames a new reader walks before its first LSN).
+    pub records_read: u64,
+    /// Shard readers opened (a miss continues on the previous reader when it can).
+    pub readers_opened: u64,
+}
+
+/// The newest live entries, oldest first: the cache covers indexes `end - len .. end` of
+/// the index (a suffix of the live log).
+struct Cache<C: RaftTypeConfig> {
+    /// (entry, its cost in bytes).
+    entries: VecDeque<(EntryOf<C>, usize)>,
+    bytes: usize,
+    budget: usize,
+}
+
+impl<C: RaftTypeConfig> Cache<C> {
+    fn pop_front(&mut self) {
+        if let Some((_, cost)) = self.entries.pop_front() {
+            self.bytes -= cost;
+        }
+    }
+
+    fn pop_back(&mut self) {
+        if let Some((_, cost)) = self.entries.pop_back() {
+            self.bytes -= cost;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.bytes = 0;
     }
 }
 
@@ -70,12 +164,28 @@ struct State<C: RaftTypeConfig> {
     vote: Option<VoteOf<C>>,
     committed: Option<LogIdOf<C>>,
     last_purged: Option<LogIdOf<C>>,
-    /// The live entries by index, with the LSN of their record.
-    entries: BTreeMap<u64, (Lsn, EntryOf<C>)>,
+    /// The index of the first live entry (meaningful when `lsns` is not empty).
+    first: u64,
+    /// The LSN of each live entry, `first ..`; increasing (an entry at index i is always
+    /// written after the one at i - 1).
+    lsns: VecDeque<Lsn>,
+    /// The log id of the last live entry.
+    last_log_id: Option<LogIdOf<C>>,
+    cache: Cache<C>,
+    /// Every record up to here is durable (the cache may evict entries up to it).
+    durable: Lsn,
+    /// Purges so far (a read started before one does not keep its reader).
+    purges: u64,
+    stats: ReadPathStats,
     /// Appends whose callback waits for durability, in append order: (last LSN, callback).
     unflushed: VecDeque<(Lsn, IOFlushed<C>)>,
     /// Whether the task that completes `unflushed` runs.
     completer_running: bool,
+}
+
+/// What an entry costs in the cache: its encoded record and the entry struct.
+fn entry_cost<C: RaftTypeConfig>(encoded_len: usize) -> usize {
+    encoded_len + std::mem::size_of::<EntryOf<C>>()
 }
 
 impl<C, B> ShardLogStore<C, B>
@@ -86,33 +196,64 @@ where
     VoteOf<C>: Serialize + DeserializeOwned,
     LogIdOf<C>: Serialize + DeserializeOwned,
 {
-    /// Opens the store on `backend`, replaying every durable record of its shard. Errors:
-    /// the shard's read errors, or `InvalidData` for a record that is not this store's or is
-    /// of a newer format version (nothing is changed then).
+    /// Opens the store on `backend` with an entry cache of [`DEFAULT_CACHE_BYTES`],
+    /// replaying every durable record of its shard. Errors: the shard's read errors, or
+    /// `InvalidData` for a record that is not this store's or is of a newer format version,
+    /// or an entry that leaves a gap in the log (nothing is changed then).
     pub async fn open(backend: B) -> io::Result<Self> {
+        Self::open_with_cache(backend, DEFAULT_CACHE_BYTES).await
+    }
+
+    /// [`ShardLogStore::open`] with an entry cache of `cache_bytes` (see the module's
+    /// "Reads"; 0 keeps only what is not durable yet).
+    pub async fn open_with_cache(backend: B, cache_bytes: usize) -> io::Result<Self> {
         let mut state = State {
             vote: None,
             committed: None,
             last_purged: None,
-            entries: BTreeMap::new(),
+            first: 0,
+            lsns: VecDeque::new(),
+            last_log_id: None,
+            cache: Cache {
+                entries: VecDeque::new(),
+                bytes: 0,
+                budget: cache_bytes,
+            },
+            durable: Lsn::ZERO,
+            purges: 0,
+            stats: ReadPathStats::default(),
             unflushed: VecDeque::new(),
             completer_running: false,
         };
         backend
             .replay(|lsn, bytes| {
-                state.replay(lsn, codec::decode(bytes)?);
-                Ok(())
+                // Every replayed record is durable.
+                state.durable = lsn;
+                state.replay(lsn, codec::decode(bytes)?, bytes.len())
             })
             .await?;
         Ok(ShardLogStore {
             backend,
             state: Rc::new(RefCell::new(state)),
+            cursor: Rc::new(RefCell::new(None)),
         })
     }
 
     /// The backend under the store (the shard, or the client and shard id).
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+
+    /// The read path's sizes and counters (see [`ReadPathStats`]).
+    pub fn read_path_stats(&self) -> ReadPathStats {
+        let s = self.state.borrow();
+        ReadPathStats {
+            indexed_entries: s.lsns.len() as u64,
+            cached_entries: s.cache.entries.len() as u64,
+            cached_bytes: s.cache.bytes as u64,
+            budget_bytes: s.cache.budget as u64,
+            ..s.stats
+        }
     }
 
     /// Copies `record` into the shard's ring; returns its LSN.
@@ -123,6 +264,10 @@ where
     /// Appends encoded entries as one batch and records them; returns the last LSN.
     async fn write_batch(&self, batch: Vec<(Vec<u8>, EntryOf<C>)>) -> io::Result<Lsn> {
         assert!(!batch.is_empty());
+        let costs: Vec<usize> = batch
+            .iter()
+            .map(|(r, _)| entry_cost::<C>(r.len()))
+            .collect();
         let (records, entries): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
         let first = match records.len() {
             1 => {
@@ -134,9 +279,9 @@ where
         };
         let mut state = self.state.borrow_mut();
         let mut lsn = first;
-        for (i, entry) in entries.into_iter().enumerate() {
+        for (i, (entry, cost)) in entries.into_iter().zip(costs).enumerate() {
             lsn = Lsn(first.0 + i as u64);
-            state.replay_entry(lsn, entry);
+            state.push_entry(lsn, entry, cost)?;
         }
         Ok(lsn)
     }
@@ -145,6 +290,7 @@ where
     async fn write_durable(&self, record: &RecordOf<C>) -> io::Result<Lsn> {
         let lsn = self.write(record).await?;
         self.backend.make_durable(lsn).await?;
+        self.state.borrow_mut().durable_to(lsn);
         Ok(lsn)
     }
 
@@ -167,6 +313,9 @@ where
                 return;
             };
             let outcome = self.backend.make_durable(lsn).await;
+            if outcome.is_ok() {
+                self.state.borrow_mut().durable_to(lsn);
+            }
             loop {
                 let mut state = self.state.borrow_mut();
                 // Every callback up to `lsn` is covered by this durable point (those above
@@ -189,40 +338,257 @@ where
             }
         }
     }
+
+    /// Reads the entries at `lsns` (indexes `first ..`, in order) from the shard into `out`,
+    /// on the kept reader when it is just behind, else on a new one; keeps the reader
+    /// unless a purge ran meanwhile.
+    async fn read_from_shard(
+        &self,
+        first: u64,
+        lsns: &[Lsn],
+        out: &mut Vec<EntryOf<C>>,
+    ) -> io::Result<()> {
+        let purges = self.state.borrow().purges;
+        let start = lsns[0];
+        let mut cursor = self
+            .cursor
+            .borrow_mut()
+            .take()
+            .filter(|c| c.next <= start && start.0 - c.next.0 <= CURSOR_REUSE_RECORDS);
+        let (mut records, mut opened) = (0u64, 0u64);
+        // Whether the reader in use was opened at the wanted entry (then it must have it).
+        let mut fresh = false;
+        let mut k = 0;
+        let outcome = loop {
+            if k == lsns.len() {
+                break Ok(());
+            }
+            let c = match &mut cursor {
+                Some(c) => c,
+                None => {
+                    let inner = match self.backend.read_from(lsns[k]) {
+                        Ok(inner) => inner,
+                        Err(e) => break Err(e),
+                    };
+                    opened += 1;
+                    fresh = true;
+                    cursor.insert(Cursor {
+                        inner,
+                        next: lsns[k],
+                    })
+                }
+            };
+            let (lsn, bytes) = match B::next_record(&mut c.inner).await {
+                Some(Ok(record)) => record,
+                Some(Err(e)) => break Err(e),
+                // This reader ends before the entry: a new one covers more, unless this
+                // one was new.
+                None if !fresh => {
+                    cursor = None;
+                    continue;
+                }
+                None => {
+                    break Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "raft entry {} (lsn {}) is not readable from the shard",
+                            first + k as u64,
+                            lsns[k]
+                        ),
+                    ))
+                }
+            };
+            c.next = lsn.next();
+            records += 1;
+            if lsn < lsns[k] {
+                continue; // another record of the store, or an overwritten entry
+            }
+            let index = first + k as u64;
+            let entry = match (lsn == lsns[k])
+                .then(|| codec::decode::<EntryOf<C>, VoteOf<C>, LogIdOf<C>>(&bytes))
+            {
+                Some(Ok(LogRecord::Entry(e))) if e.index() == index => e,
+                Some(Err(e)) => break Err(e),
+                _ => {
+                    break Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("raft entry {index} is not at lsn {} of the shard", lsns[k]),
+                    ))
+                }
+            };
+            out.push(entry);
+            fresh = false;
+            k += 1;
+        };
+        let mut state = self.state.borrow_mut();
+        state.stats.records_read += records;
+        state.stats.readers_opened += opened;
+        state.stats.entries_from_shard += k as u64;
+        if outcome.is_ok() && state.purges == purges {
+            *self.cursor.borrow_mut() = cursor;
+        }
+        outcome
+    }
 }
 
 impl<C: RaftTypeConfig> State<C> {
-    /// Applies one replayed record.
-    fn replay(&mut self, lsn: Lsn, record: RecordOf<C>) {
+    /// One past the last live index.
+    fn end(&self) -> u64 {
+        self.first + self.lsns.len() as u64
+    }
+
+    /// The first index the cache holds (`end()` when it is empty).
+    fn cache_start(&self) -> u64 {
+        self.end() - self.cache.entries.len() as u64
+    }
+
+    /// Applies one replayed record (`len`: its encoded length).
+    fn replay(&mut self, lsn: Lsn, record: RecordOf<C>, len: usize) -> io::Result<()> {
         match record {
-            LogRecord::Entry(e) => {
-                let index = e.index();
-                self.entries.split_off(&index);
-                self.entries.insert(index, (lsn, e));
-            }
+            LogRecord::Entry(e) => self.push_entry(lsn, e, entry_cost::<C>(len))?,
             LogRecord::Vote(v) => self.vote = Some(v),
             LogRecord::Committed(c) => self.committed = c,
             LogRecord::TruncateAfter(t) => self.truncate_after(t.as_ref()),
             LogRecord::Purge(p) => self.purge(p),
         }
+        Ok(())
+    }
+
+    /// Records an entry written at `lsn`: it replaces every entry from its index on.
+    /// `InvalidData` when it would leave a gap after the last entry (never written by this
+    /// store: appends are checked first).
+    fn push_entry(&mut self, lsn: Lsn, entry: EntryOf<C>, cost: usize) -> io::Result<()> {
+        let index = entry.index();
+        if self.lsns.is_empty() || index <= self.first {
+            self.lsns.clear();
+            self.cache.clear();
+            self.first = index;
+        } else if index > self.end() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "raft entry {index} after entry {}: a gap in the log",
+                    self.end() - 1
+                ),
+            ));
+        } else {
+            self.drop_from(index);
+        }
+        self.lsns.push_back(lsn);
+        self.last_log_id = Some(entry.log_id());
+        self.cache.bytes += cost;
+        self.cache.entries.push_back((entry, cost));
+        self.evict();
+        Ok(())
+    }
+
+    /// Drops the live entries from index `from` on (from the index and the cache).
+    fn drop_from(&mut self, from: u64) {
+        if from <= self.first {
+            self.lsns.clear();
+            self.cache.clear();
+            return;
+        }
+        while self.end() > from && !self.lsns.is_empty() {
+            if self.cache_start() < self.end() {
+                self.cache.pop_back();
+            }
+            self.lsns.pop_back();
+        }
     }
 
     fn truncate_after(&mut self, last: Option<&LogIdOf<C>>) {
         let from = last.map_or(0, |l| l.index() + 1);
-        self.entries.split_off(&from);
+        if from < self.end() {
+            self.drop_from(from);
+            self.last_log_id = match self.lsns.is_empty() {
+                true => None,
+                false => last.cloned(),
+            };
+        }
     }
 
     fn purge(&mut self, upto: LogIdOf<C>) {
-        let keep = self.entries.split_off(&(upto.index() + 1));
-        self.entries = keep;
+        let keep_from = upto.index() + 1;
+        while !self.lsns.is_empty() && self.first < keep_from {
+            if self.cache_start() == self.first {
+                self.cache.pop_front();
+            }
+            self.lsns.pop_front();
+            self.first += 1;
+        }
+        if self.lsns.is_empty() {
+            self.last_log_id = None;
+            self.cache.clear();
+        }
         self.last_purged = Some(upto);
+        self.purges += 1;
+    }
+
+    /// Everything up to `lsn` is durable: the cache may evict it.
+    fn durable_to(&mut self, lsn: Lsn) {
+        if lsn > self.durable {
+            self.durable = lsn;
+            self.evict();
+        }
+    }
+
+    /// Evicts the oldest cached entries, while over budget, as long as they are durable.
+    fn evict(&mut self) {
+        while self.cache.bytes > self.cache.budget && !self.cache.entries.is_empty() {
+            let lsn = self.lsns[(self.cache_start() - self.first) as usize];
+            if lsn > self.durable {
+                return;
+            }
+            self.cache.pop_front();
+        }
     }
 
     /// The oldest record the store still needs: the first live entry's, or `state_from`
     /// (where the latest state records start) if that is older.
     fn oldest_needed(&self, state_from: Lsn) -> Lsn {
-        let oldest_entry = self.entries.values().map(|(lsn, _)| *lsn).min();
-        oldest_entry.map_or(state_from, |e| e.min(state_from))
+        self.lsns
+            .front()
+            .map_or(state_from, |e| (*e).min(state_from))
+    }
+
+    /// `range` as live indexes `lo .. hi` (empty when `lo >= hi`).
+    fn clamp(&self, range: &impl RangeBounds<u64>) -> (u64, u64) {
+        let lo = match range.start_bound() {
+            Bound::Included(&i) => i,
+            Bound::Excluded(&i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let hi = match range.end_bound() {
+            Bound::Included(&i) => i.saturating_add(1),
+            Bound::Excluded(&i) => i,
+            Bound::Unbounded => u64::MAX,
+        };
+        (lo.max(self.first), hi.min(self.end()))
+    }
+
+    /// `InvalidInput` unless `entries` continue the log: consecutive indexes, the first one
+    /// right after the last entry (or the last purged one; any index on an empty log).
+    fn check_contiguous(&self, entries: &[EntryOf<C>]) -> io::Result<()> {
+        let last = match self.lsns.is_empty() {
+            false => Some(self.end() - 1),
+            true => self.last_purged.as_ref().map(|l| l.index()),
+        };
+        let mut expected = last.map(|l| l + 1);
+        for e in entries {
+            if expected.is_some_and(|x| x != e.index()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "out-of-order append: entry {} where {} was expected (nothing appended)",
+                        e.index(),
+                        expected.unwrap_or(0)
+                    ),
+                ));
+            }
+            expected = Some(e.index() + 1);
+        }
+        Ok(())
     }
 }
 
@@ -234,16 +600,42 @@ where
     VoteOf<C>: Serialize + DeserializeOwned,
     LogIdOf<C>: Serialize + DeserializeOwned,
 {
+    /// The live entries in `range`: the cached ones from memory, the older ones read from
+    /// the shard (see the module's "Reads" for the memory and the cost). Errors: the
+    /// shard's read errors; `UnexpectedEof` / `InvalidData` when an indexed entry is not
+    /// where the index says (a damaged or foreign log).
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
         &mut self,
         range: RB,
     ) -> Result<Vec<EntryOf<C>>, io::Error> {
-        let state = self.state.borrow();
-        Ok(state
-            .entries
-            .range(range)
-            .map(|(_, (_, e))| e.clone())
-            .collect())
+        // What to read, decided under one borrow: the LSNs of the missed part, and clones
+        // of the cached part.
+        let (lo, missed, cached) = {
+            let mut s = self.state.borrow_mut();
+            let (lo, hi) = s.clamp(&range);
+            if lo >= hi {
+                return Ok(Vec::new());
+            }
+            let cache_start = s.cache_start();
+            let missed: Vec<Lsn> = (lo..hi.min(cache_start))
+                .map(|i| s.lsns[(i - s.first) as usize])
+                .collect();
+            let from = lo.max(cache_start);
+            let cached: Vec<EntryOf<C>> = s
+                .cache
+                .entries
+                .range((from - cache_start) as usize..(hi.max(from) - cache_start) as usize)
+                .map(|(e, _)| e.clone())
+                .collect();
+            s.stats.entries_from_cache += cached.len() as u64;
+            (lo, missed, cached)
+        };
+        let mut out = Vec::with_capacity(missed.len() + cached.len());
+        if !missed.is_empty() {
+            self.read_from_shard(lo, &missed, &mut out).await?;
+        }
+        out.extend(cached);
+        Ok(out)
     }
 
     async fn read_vote(&mut self) -> Result<Option<VoteOf<C>>, io::Error> {
@@ -263,10 +655,12 @@ where
 
     async fn get_log_state(&mut self) -> Result<LogState<C>, io::Error> {
         let state = self.state.borrow();
-        let last = state.entries.values().next_back().map(|(_, e)| e.log_id());
         Ok(LogState {
             last_purged_log_id: state.last_purged.clone(),
-            last_log_id: last.or_else(|| state.last_purged.clone()),
+            last_log_id: state
+                .last_log_id
+                .clone()
+                .or_else(|| state.last_purged.clone()),
         })
     }
 
@@ -354,36 +748,10 @@ where
             s.purge(log_id);
             s.oldest_needed(state_from)
         };
+        // The kept reader goes first: its pin (client) or open file (shard) must not hold
+        // back or outlive the segments the truncation removes.
+        self.cursor.borrow_mut().take();
         self.backend.truncate_before(before).await?;
         Ok(())
-    }
-}
-
-impl<C: RaftTypeConfig> State<C> {
-    /// `InvalidInput` unless `entries` continue the log: consecutive indexes, the first one
-    /// right after the last entry (or the last purged one; any index on an empty log).
-    fn check_contiguous(&self, entries: &[EntryOf<C>]) -> io::Result<()> {
-        let last = self.entries.keys().next_back().copied();
-        let last = last.or_else(|| self.last_purged.as_ref().map(|l| l.index()));
-        let mut expected = last.map(|l| l + 1);
-        for e in entries {
-            if expected.is_some_and(|x| x != e.index()) {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "out-of-order append: entry {} where {} was expected (nothing appended)",
-                        e.index(),
-                        expected.unwrap_or(0)
-                    ),
-                ));
-            }
-            expected = Some(e.index() + 1);
-        }
-        Ok(())
-    }
-
-    /// Records an appended entry: it replaces every entry from its index on.
-    fn replay_entry(&mut self, lsn: Lsn, entry: EntryOf<C>) {
-        self.replay(lsn, LogRecord::Entry(entry));
     }
 }

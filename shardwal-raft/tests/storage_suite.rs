@@ -1,6 +1,8 @@
 //! openraft's storage suite (`openraft::testing::log::Suite::test_all`, 45 cases in
 //! 0.10.0-alpha.37) against [`ShardLogStore`] on a real shard: natively under the glommio
-//! runtime, and through the `Send` client under openraft's tokio runtime.
+//! runtime, and through the `Send` client under openraft's tokio runtime; each with the
+//! default entry cache, and with none (every durable entry is then read back from the
+//! shard).
 
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::StorageError;
@@ -9,7 +11,7 @@ use openraft_rt_tokio::TokioRuntime;
 use shardwal::{CpuPlacement, Shard, ShardId, Wal, WalConfig};
 use shardwal_raft::kv::KvStateMachine;
 use shardwal_raft::types::{KvConfig, KvTokioConfig};
-use shardwal_raft::{ClientShard, GlommioRuntime, ShardLogStore};
+use shardwal_raft::{ClientShard, GlommioRuntime, ShardLogStore, DEFAULT_CACHE_BYTES};
 use tempfile::TempDir;
 
 /// One shard of 1 MiB segments in `dir`.
@@ -22,27 +24,68 @@ fn config(dir: &std::path::Path) -> WalConfig {
         .expect("config")
 }
 
-/// A fresh log directory per case, its shard opened on the suite's own executor.
-struct ShardStoreBuilder;
+/// A fresh log directory per case, its shard opened on the suite's own executor; the
+/// store's entry cache budget in bytes.
+struct ShardStoreBuilder(usize);
 
 type NativeStore = ShardLogStore<KvConfig>;
 
-impl StoreBuilder<KvConfig, NativeStore, KvStateMachine<KvConfig>, TempDir> for ShardStoreBuilder {
+thread_local! {
+    /// The shards of the native cases still running, by case (the guard must be `Send`,
+    /// a shard is not: it stays on its executor's thread).
+    static SHARDS: std::cell::RefCell<std::collections::HashMap<u64, Shard>> = Default::default();
+    static NEXT_CASE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// What a native case keeps alive: its shard (in `SHARDS`) and directory. When the case
+/// ends, the shard is closed before the directory goes (on a task of the suite's
+/// executor), so that none of the shard's background work (segment preparation) runs in a
+/// removed directory.
+struct NativeGuard {
+    case: u64,
+    dir: std::sync::Mutex<Option<TempDir>>,
+}
+
+impl Drop for NativeGuard {
+    fn drop(&mut self) {
+        let shard = SHARDS.with(|s| s.borrow_mut().remove(&self.case));
+        let dir = self.dir.lock().unwrap_or_else(|p| p.into_inner()).take();
+        glommio::spawn_local(async move {
+            if let Some(shard) = shard {
+                let _ = shard.close().await;
+            }
+            drop(dir);
+        })
+        .detach();
+    }
+}
+
+impl StoreBuilder<KvConfig, NativeStore, KvStateMachine<KvConfig>, NativeGuard>
+    for ShardStoreBuilder
+{
     async fn build(
         &self,
-    ) -> Result<(TempDir, NativeStore, KvStateMachine<KvConfig>), StorageError<KvConfig>> {
+    ) -> Result<(NativeGuard, NativeStore, KvStateMachine<KvConfig>), StorageError<KvConfig>> {
         let dir = tempfile::tempdir().expect("temp dir");
         let shard = Shard::open(&config(dir.path()), ShardId(0))
             .await
             .expect("open shard");
-        let store = ShardLogStore::open(shard).await.expect("open store");
-        Ok((dir, store, KvStateMachine::default()))
+        let store = ShardLogStore::open_with_cache(shard.clone(), self.0)
+            .await
+            .expect("open store");
+        let case = NEXT_CASE.with(|n| n.replace(n.get() + 1));
+        SHARDS.with(|s| s.borrow_mut().insert(case, shard));
+        let guard = NativeGuard {
+            case,
+            dir: std::sync::Mutex::new(Some(dir)),
+        };
+        Ok((guard, store, KvStateMachine::default()))
     }
 }
 
 /// A fresh log started with `Wal::start` per case; the store reaches shard 0 through the
-/// client.
-struct ClientStoreBuilder;
+/// client. The store's entry cache budget in bytes.
+struct ClientStoreBuilder(usize);
 
 type ClientStore = ShardLogStore<KvTokioConfig, ClientShard>;
 
@@ -75,7 +118,9 @@ impl StoreBuilder<KvTokioConfig, ClientStore, KvStateMachine<KvTokioConfig>, Run
             client: wal.client(),
             shard: ShardId(0),
         };
-        let store = ShardLogStore::open(backend).await.expect("open store");
+        let store = ShardLogStore::open_with_cache(backend, self.0)
+            .await
+            .expect("open store");
         let guard = RunningLog {
             wal: std::sync::Mutex::new(Some(wal)),
             _dir: dir,
@@ -87,7 +132,16 @@ impl StoreBuilder<KvTokioConfig, ClientStore, KvStateMachine<KvTokioConfig>, Run
 #[test]
 fn openraft_storage_suite_passes_under_the_glommio_runtime() {
     GlommioRuntime::new(1).block_on(async {
-        Suite::test_all(ShardStoreBuilder)
+        Suite::test_all(ShardStoreBuilder(DEFAULT_CACHE_BYTES))
+            .await
+            .expect("storage suite");
+    });
+}
+
+#[test]
+fn openraft_storage_suite_passes_under_the_glommio_runtime_without_a_cache() {
+    GlommioRuntime::new(1).block_on(async {
+        Suite::test_all(ShardStoreBuilder(0))
             .await
             .expect("storage suite");
     });
@@ -96,7 +150,16 @@ fn openraft_storage_suite_passes_under_the_glommio_runtime() {
 #[test]
 fn openraft_storage_suite_passes_through_the_client_under_tokio() {
     TokioRuntime::new(2).block_on(async {
-        Suite::test_all(ClientStoreBuilder)
+        Suite::test_all(ClientStoreBuilder(DEFAULT_CACHE_BYTES))
+            .await
+            .expect("storage suite");
+    });
+}
+
+#[test]
+fn openraft_storage_suite_passes_through_the_client_under_tokio_without_a_cache() {
+    TokioRuntime::new(2).block_on(async {
+        Suite::test_all(ClientStoreBuilder(0))
             .await
             .expect("storage suite");
     });
