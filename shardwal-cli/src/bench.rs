@@ -144,13 +144,18 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', default_value = "shard")]
     pub via: Vec<Via>,
     /// Replicated durable writes on a 3-node openraft cluster over loopback TCP, beside the
-    /// same cluster with its Raft log in memory, for each `--raft-clients` count (the shard
-    /// options do not apply).
+    /// same cluster with its Raft log in memory (`--raft-logs`), for each `--raft-clients`
+    /// count, interleaved round by round (the shard options do not apply).
     #[arg(long)]
     pub raft: bool,
     /// Concurrent clients of `--raft` runs; a comma list runs each in turn.
     #[arg(long, value_delimiter = ',', default_value = "1,64,1024")]
     pub raft_clients: Vec<usize>,
+    /// The Raft logs `--raft` runs, in this order for each client count: `shardwal`
+    /// (durable), `memstore` (openraft-memstore's in-memory `MemLogStore`, the
+    /// no-durability ceiling), `memory` (shardwal's store on an in-memory backend).
+    #[arg(long, value_delimiter = ',', default_value = "shardwal,memstore")]
+    pub raft_logs: Vec<String>,
     /// Records per request with `--commit every`: each writer appends a batch of N records
     /// (`Shard::append_batch` + `commit`, or `Client::append_batch_durable`) and waits until
     /// the batch is durable; a comma list runs each in turn. 1 = `append_durable`.
@@ -208,6 +213,12 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
     }
     if args.raft && (args.peers || args.raft_clients.is_empty() || args.raft_clients.contains(&0)) {
         return Err("--raft needs --raft-clients counts above 0 and no --peers".into());
+    }
+    if args.raft && args.raft_logs.is_empty() {
+        return Err("--raft needs one or more --raft-logs".into());
+    }
+    for log in &args.raft_logs {
+        shardwal_raft::cluster::NodeLog::parse(log)?;
     }
     if args.batch.is_empty() || args.batch.contains(&0) {
         return Err("--batch needs one or more counts above 0".into());
@@ -304,7 +315,8 @@ pub fn bench(args: &BenchArgs) -> AnyResult<()> {
     Ok(())
 }
 
-/// One round of `--raft`: for each client count, the durable cluster then the in-memory one.
+/// One round of `--raft`: for each client count, the cluster on each of `--raft-logs`, in
+/// turn.
 fn raft_round(
     args: &BenchArgs,
     round: usize,
@@ -312,8 +324,13 @@ fn raft_round(
     results: &mut Vec<RunResult>,
 ) -> AnyResult<()> {
     use shardwal_raft::cluster::NodeLog;
+    let logs = args
+        .raft_logs
+        .iter()
+        .map(|l| NodeLog::parse(l))
+        .collect::<AnyResult<Vec<_>>>()?;
     for &clients in &args.raft_clients {
-        for log in [NodeLog::Shardwal, NodeLog::Memory] {
+        for &log in &logs {
             let dir = next_dir();
             let r = crate::raft_bench::run(&dir, clients, log, args.seconds)?;
             std::fs::remove_dir_all(&dir)?;

@@ -1,7 +1,9 @@
 //! `shardwal bench --raft`: replicated durable writes on a 3-node openraft cluster over
 //! loopback TCP (`shardwal_raft::cluster`), each node a `shardwal raft-node` process with
-//! its own shardwal log, beside the same cluster whose nodes keep the Raft log in memory
-//! (the same store without durability: the ceiling), interleaved round by round.
+//! its own shardwal log, beside the same cluster whose nodes keep the Raft log in memory,
+//! interleaved round by round: in openraft-memstore's `MemLogStore` (openraft's own
+//! in-memory store, the no-durability ceiling; under memstore's type configuration, see
+//! `shardwal_raft::cluster`) and/or in shardwal's store on an in-memory backend.
 //!
 //! C clients (tokio tasks, one kept connection each) write 256-byte values to the leader
 //! and wait until each write is committed and applied. The leader's records per fdatasync
@@ -27,6 +29,7 @@ pub fn label(clients: usize, log: NodeLog) -> String {
     match log {
         NodeLog::Shardwal => format!("raft 3 nodes, {clients} clients"),
         NodeLog::Memory => format!("raft 3 nodes, {clients} clients (memory log)"),
+        NodeLog::Memstore => format!("raft 3 nodes, {clients} clients (memstore)"),
     }
 }
 

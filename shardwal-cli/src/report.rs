@@ -340,6 +340,7 @@ fn print_notes(summaries: &[RunSummary], registered: Option<bool>) {
     paired_ratio(summaries, " (no publish)", "publishing on/off");
     paired_ratio(summaries, " via client", "client/in-shard");
     paired_ratio(summaries, " (memory log)", "durable/in-memory");
+    paired_ratio(summaries, " (memstore)", "durable/memstore");
 }
 
 /// For each label `L` with a partner `L + suffix`: the throughput ratio between them

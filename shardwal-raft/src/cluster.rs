@@ -2,11 +2,23 @@
 //! benchmark (`shardwal bench --raft`): the wire protocol, a node process, and the
 //! orchestrator's handle on three node processes.
 //!
-//! Each node runs openraft on its tokio runtime with a [`crate::ShardLogStore`] through the
-//! `Send` client of its own shardwal log (or, to measure the cost of durability, on a
-//! [`MemoryBackend`]) and a [`KvStateMachine`]. Messages are a little-endian `u32` length and
-//! a bincode body, on connections that stay open (one per client and per Raft peer).
+//! Each node runs openraft on its tokio runtime with a [`KvStateMachine`] and a Raft log
+//! store chosen by [`NodeLog`]: a [`crate::ShardLogStore`] through the `Send` client of its
+//! own shardwal log; the same store on a [`MemoryBackend`] (the cost of durability taken
+//! out); or, with feature `memstore`, openraft-memstore's `MemLogStore`, openraft's own
+//! in-memory store (the no-durability ceiling). Messages are a little-endian `u32` length
+//! and a bincode body, on connections that stay open (one per client and per Raft peer).
 //! Traffic goes to 127.0.0.1 only, and every request has a time limit.
+//!
+//! ## Why the memstore cluster uses another type configuration
+//! openraft-memstore implements `RaftLogStorage` for its own `TypeConfig` only (data
+//! `ClientRequest { client, serial, status }`, response `ClientResponse`), so a node on it
+//! runs Raft with that configuration. Everything else is the same code: the node process,
+//! the wire protocol ([`Msg`] is generic over the configuration; client requests are
+//! encoded alike for every configuration), the network, the KV state machine (a
+//! `ClientRequest` is the put of `status` at key `client`) and the clients, which send the
+//! same [`Put`]s (the node converts each: key bytes to text, each value byte to one letter,
+//! so the sizes stay the same).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Cursor, Read, Write};
@@ -23,7 +35,8 @@ use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{Config, Raft};
+use openraft::storage::{RaftLogStorage, RaftStateMachine};
+use openraft::{Config, Raft, RaftTypeConfig};
 use openraft_rt::{AsyncRuntime, WatchReceiver};
 use openraft_rt_tokio::TokioRuntime;
 use serde::{Deserialize, Serialize};
@@ -31,8 +44,8 @@ use shardwal::{ShardId, Wal, WalConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::kv::KvStateMachine;
-use crate::types::{KvTokioConfig as C, Put};
-use crate::{ClientShard, LogBackend, MemoryBackend, ShardLogStore};
+use crate::types::{KvTokioConfig, Put};
+use crate::{ClientShard, MemoryBackend, ShardLogStore};
 
 /// Errors of the cluster tools: anything that can be shown.
 pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -40,9 +53,13 @@ pub type AnyResult<T> = Result<T, Box<dyn std::error::Error>>;
 /// How long one request may take before the caller gives up on it.
 pub const RPC_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A request to a node: Raft's RPCs, and client and control requests.
+/// A request to a node: Raft's RPCs (for the node's type configuration `C`), and client
+/// and control requests. The client and control requests (`Init`, `Put`, `Leader`, `Dump`)
+/// do not depend on `C` and encode to the same bytes for every `C`, so clients speak
+/// `Msg` (the default `C`) to any node.
 #[derive(Serialize, Deserialize)]
-pub enum Msg {
+#[serde(bound = "")]
+pub enum Msg<C: RaftTypeConfig = KvTokioConfig> {
     /// Raft: append entries (or heartbeat).
     Append(AppendEntriesRequest<C>),
     /// Raft: request a vote.
@@ -59,9 +76,11 @@ pub enum Msg {
     Dump,
 }
 
-/// A node's answer.
+/// A node's answer. As with [`Msg`], the answers to client and control requests encode
+/// alike for every `C`.
 #[derive(Serialize, Deserialize)]
-pub enum Reply {
+#[serde(bound = "")]
+pub enum Reply<C: RaftTypeConfig = KvTokioConfig> {
     /// To `Append`.
     Append(AppendEntriesResponse<C>),
     /// To `Vote`.
@@ -136,6 +155,11 @@ impl AsyncConn {
 
     /// Sends `msg` and waits for the reply, within [`RPC_TIMEOUT`].
     pub async fn call(&mut self, msg: &Msg) -> AnyResult<Reply> {
+        self.call_as(msg).await
+    }
+
+    /// [`AsyncConn::call`] for a node of type configuration `C` (Raft's RPCs).
+    pub async fn call_as<C: RaftTypeConfig>(&mut self, msg: &Msg<C>) -> AnyResult<Reply<C>> {
         let out = tokio::time::timeout(RPC_TIMEOUT, self.exchange(frame(msg))).await;
         let out = out.map_err(|e| e.into()).and_then(|r| r);
         if out.is_err() {
@@ -144,7 +168,7 @@ impl AsyncConn {
         out
     }
 
-    async fn exchange(&mut self, request: Vec<u8>) -> AnyResult<Reply> {
+    async fn exchange<C: RaftTypeConfig>(&mut self, request: Vec<u8>) -> AnyResult<Reply<C>> {
         if self.stream.is_none() {
             let s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await?;
             s.set_nodelay(true)?;
@@ -161,31 +185,64 @@ impl AsyncConn {
 
 // ---- a node ----------------------------------------------------------------------------
 
-/// Raft's network: one kept connection per peer, to `ports[target - 1]`.
-struct Net {
-    ports: Vec<u16>,
+/// What a node's type configuration must be: `u64` node ids without node data, openraft's
+/// tokio runtime, data a [`Put`] converts to, and the KV state machine for it.
+pub trait NodeConfig:
+    RaftTypeConfig<NodeId = u64, Node = (), AsyncRuntime = TokioRuntime, D: From<Put>>
+{
 }
 
-struct Peer {
-    conn: AsyncConn,
-}
+impl NodeConfig for KvTokioConfig {}
 
-fn unreachable(e: impl std::fmt::Display) -> RPCError<C> {
-    let e = std::io::Error::other(e.to_string());
-    RPCError::Unreachable(Unreachable::new(&e))
-}
+#[cfg(feature = "memstore")]
+impl NodeConfig for openraft_memstore::TypeConfig {}
 
-impl RaftNetworkFactory<C> for Net {
-    type Network = Peer;
-
-    async fn new_client(&mut self, target: u64, _node: &()) -> Peer {
-        Peer {
-            conn: AsyncConn::new(self.ports[target as usize - 1]),
+/// A [`Put`] as openraft-memstore's data: the put of `status` at key `client`. The key
+/// bytes become text (lossily: the bench's keys are ASCII), each value byte one letter, so
+/// the sizes stay those of the put.
+#[cfg(feature = "memstore")]
+impl From<Put> for openraft_memstore::ClientRequest {
+    fn from(put: Put) -> Self {
+        openraft_memstore::ClientRequest {
+            client: String::from_utf8_lossy(&put.key).into_owned(),
+            serial: 0,
+            status: put
+                .value
+                .iter()
+                .map(|b| char::from(b'a' + b % 26))
+                .collect(),
         }
     }
 }
 
-impl RaftNetworkV2<C> for Peer {
+/// Raft's network: one kept connection per peer, to `ports[target - 1]`.
+struct Net<C> {
+    ports: Vec<u16>,
+    _config: std::marker::PhantomData<C>,
+}
+
+struct Peer<C> {
+    conn: AsyncConn,
+    _config: std::marker::PhantomData<C>,
+}
+
+fn unreachable<C: RaftTypeConfig>(e: impl std::fmt::Display) -> RPCError<C> {
+    let e = std::io::Error::other(e.to_string());
+    RPCError::Unreachable(Unreachable::new(&e))
+}
+
+impl<C: NodeConfig> RaftNetworkFactory<C> for Net<C> {
+    type Network = Peer<C>;
+
+    async fn new_client(&mut self, target: u64, _node: &()) -> Peer<C> {
+        Peer {
+            conn: AsyncConn::new(self.ports[target as usize - 1]),
+            _config: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<C: NodeConfig> RaftNetworkV2<C> for Peer<C> {
     type SnapshotData = Cursor<Vec<u8>>;
 
     async fn append_entries(
@@ -193,7 +250,7 @@ impl RaftNetworkV2<C> for Peer {
         rpc: AppendEntriesRequest<C>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<C>, RPCError<C>> {
-        match self.conn.call(&Msg::Append(rpc)).await {
+        match self.conn.call_as(&Msg::Append(rpc)).await {
             Ok(Reply::Append(r)) => Ok(r),
             Ok(_) => Err(unreachable("unexpected reply to append")),
             Err(e) => Err(unreachable(e)),
@@ -205,7 +262,7 @@ impl RaftNetworkV2<C> for Peer {
         rpc: VoteRequest<C>,
         _option: RPCOption,
     ) -> Result<VoteResponse<C>, RPCError<C>> {
-        match self.conn.call(&Msg::Vote(rpc)).await {
+        match self.conn.call_as(&Msg::Vote(rpc)).await {
             Ok(Reply::Vote(r)) => Ok(r),
             Ok(_) => Err(unreachable("unexpected reply to vote")),
             Err(e) => Err(unreachable(e)),
@@ -220,7 +277,7 @@ impl RaftNetworkV2<C> for Peer {
         _option: RPCOption,
     ) -> Result<SnapshotResponse<C>, StreamingError<C>> {
         let msg = Msg::Snapshot(vote, snapshot.meta, snapshot.snapshot.into_inner());
-        match self.conn.call(&msg).await {
+        match self.conn.call_as(&msg).await {
             Ok(Reply::Snapshot(r)) => Ok(r),
             Ok(_) => Err(unreachable("unexpected reply to snapshot").into()),
             Err(e) => Err(unreachable(e).into()),
@@ -228,10 +285,14 @@ impl RaftNetworkV2<C> for Peer {
     }
 }
 
-type Node = Raft<C, KvStateMachine<C>>;
+type Node<C> = Raft<C, KvStateMachine<C>>;
 
 /// Answers one request.
-async fn answer(raft: &Node, sm: &KvStateMachine<C>, msg: Msg) -> Reply {
+async fn answer<C>(raft: &Node<C>, sm: &KvStateMachine<C>, msg: Msg<C>) -> Reply<C>
+where
+    C: NodeConfig,
+    KvStateMachine<C>: RaftStateMachine<C, SnapshotData = Cursor<Vec<u8>>>,
+{
     let failed = |e: &dyn std::fmt::Display| Reply::Failed(e.to_string());
     match msg {
         Msg::Append(rpc) => raft
@@ -255,7 +316,7 @@ async fn answer(raft: &Node, sm: &KvStateMachine<C>, msg: Msg) -> Reply {
             let r = raft.initialize(members).await;
             r.map_or_else(|e| failed(&e), |_| Reply::Done)
         }
-        Msg::Put(put) => match raft.client_write(put).await {
+        Msg::Put(put) => match raft.client_write(put.into()).await {
             Ok(_) => Reply::Done,
             Err(e) => match e.forward_to_leader() {
                 Some(f) => Reply::NotLeader(f.leader_id),
@@ -271,11 +332,15 @@ async fn answer(raft: &Node, sm: &KvStateMachine<C>, msg: Msg) -> Reply {
 }
 
 /// Serves requests on one connection until the peer closes it.
-async fn serve(
+async fn serve<C>(
     mut sock: tokio::net::TcpStream,
-    raft: Node,
+    raft: Node<C>,
     sm: KvStateMachine<C>,
-) -> AnyResult<()> {
+) -> AnyResult<()>
+where
+    C: NodeConfig,
+    KvStateMachine<C>: RaftStateMachine<C, SnapshotData = Cursor<Vec<u8>>>,
+{
     sock.set_nodelay(true)?;
     loop {
         let Ok(len) = sock.read_u32_le().await else {
@@ -283,7 +348,8 @@ async fn serve(
         };
         let mut body = vec![0u8; len as usize];
         sock.read_exact(&mut body).await?;
-        let reply = answer(&raft, &sm, bincode::deserialize(&body)?).await;
+        let msg: Msg<C> = bincode::deserialize(&body)?;
+        let reply = answer(&raft, &sm, msg).await;
         sock.write_all(&frame(&reply)).await?;
     }
 }
@@ -295,6 +361,10 @@ pub enum NodeLog {
     Shardwal,
     /// In memory only: the same store without durability (a ceiling, never for data).
     Memory,
+    /// openraft-memstore's `MemLogStore`, openraft's own in-memory log store, under its
+    /// own type configuration (see the module's notes): the no-durability ceiling. Needs
+    /// feature `memstore`.
+    Memstore,
 }
 
 impl NodeLog {
@@ -303,6 +373,7 @@ impl NodeLog {
         match self {
             NodeLog::Shardwal => "shardwal",
             NodeLog::Memory => "memory",
+            NodeLog::Memstore => "memstore",
         }
     }
 
@@ -311,13 +382,17 @@ impl NodeLog {
         match s {
             "shardwal" => Ok(NodeLog::Shardwal),
             "memory" => Ok(NodeLog::Memory),
-            other => Err(format!("unknown node log {other:?} (shardwal or memory)").into()),
+            "memstore" => Ok(NodeLog::Memstore),
+            other => {
+                Err(format!("unknown node log {other:?} (shardwal, memory or memstore)").into())
+            }
         }
     }
 }
 
 /// Runs node `id` (1-based) of a cluster whose nodes listen on `ports`, with its log in
-/// `dir`; serves until the process is killed.
+/// `dir`; serves until the process is killed. Errors: the log does not open, the port does
+/// not bind, `NodeLog::Memstore` in a build without feature `memstore`.
 pub fn run_node(id: u64, dir: &Path, ports: Vec<u16>, log: NodeLog) -> AnyResult<()> {
     assert!(id >= 1 && id as usize <= ports.len());
     let wal = match log {
@@ -325,39 +400,46 @@ pub fn run_node(id: u64, dir: &Path, ports: Vec<u16>, log: NodeLog) -> AnyResult
             let config = WalConfig::builder(dir).shard_count(1).build()?;
             Some(Wal::start(config)?)
         }
-        NodeLog::Memory => None,
+        NodeLog::Memory | NodeLog::Memstore => None,
     };
     TokioRuntime::new(1).block_on(async move {
-        let port = ports[id as usize - 1];
-        let sm = KvStateMachine::<C>::default();
-        let raft = match &wal {
-            Some(wal) => {
+        match (log, &wal) {
+            (NodeLog::Shardwal, Some(wal)) => {
                 let backend = ClientShard {
                     client: wal.client(),
                     shard: ShardId(0),
                 };
-                start_raft(id, backend, ports, sm.clone()).await?
+                let store = ShardLogStore::<KvTokioConfig, _>::open(backend).await?;
+                serve_node::<KvTokioConfig, _>(id, ports, store).await
             }
-            None => start_raft(id, MemoryBackend::default(), ports, sm.clone()).await?,
-        };
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-        loop {
-            let (sock, _) = listener.accept().await?;
-            let (raft, sm) = (raft.clone(), sm.clone());
-            tokio::task::spawn_local(async move {
-                let _ = serve(sock, raft, sm).await;
-            });
+            (NodeLog::Memory, _) => {
+                let store =
+                    ShardLogStore::<KvTokioConfig, _>::open(MemoryBackend::default()).await?;
+                serve_node::<KvTokioConfig, _>(id, ports, store).await
+            }
+            #[cfg(feature = "memstore")]
+            (NodeLog::Memstore, _) => {
+                let (store, _) = openraft_memstore::new_mem_store();
+                serve_node::<openraft_memstore::TypeConfig, _>(id, ports, store).await
+            }
+            #[cfg(not(feature = "memstore"))]
+            (NodeLog::Memstore, _) => {
+                Err("this build has no memstore node log (feature `memstore`)".into())
+            }
+            (NodeLog::Shardwal, None) => unreachable!("a shardwal node opened its log"),
         }
     })
 }
 
-async fn start_raft<B: LogBackend>(
-    id: u64,
-    backend: B,
-    ports: Vec<u16>,
-    sm: KvStateMachine<C>,
-) -> AnyResult<Node> {
-    let store = ShardLogStore::<C, B>::open(backend).await?;
+/// Starts Raft for node `id` on `store` and serves its port until the process is killed.
+async fn serve_node<C, S>(id: u64, ports: Vec<u16>, store: S) -> AnyResult<()>
+where
+    C: NodeConfig,
+    S: RaftLogStorage<C>,
+    KvStateMachine<C>: RaftStateMachine<C, SnapshotData = Cursor<Vec<u8>>>,
+{
+    let port = ports[id as usize - 1];
+    let sm = KvStateMachine::<C>::default();
     // Election timeouts well above an fdatasync's tail on a shared, noisy machine.
     let config = Config {
         heartbeat_interval: 100,
@@ -365,8 +447,19 @@ async fn start_raft<B: LogBackend>(
         election_timeout_max: 1600,
         ..Default::default()
     };
-    let raft = Raft::new(id, Arc::new(config.validate()?), Net { ports }, store, sm).await?;
-    Ok(raft)
+    let net = Net {
+        ports,
+        _config: std::marker::PhantomData,
+    };
+    let raft = Raft::new(id, Arc::new(config.validate()?), net, store, sm.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    loop {
+        let (sock, _) = listener.accept().await?;
+        let (raft, sm) = (raft.clone(), sm.clone());
+        tokio::task::spawn_local(async move {
+            let _ = serve(sock, raft, sm).await;
+        });
+    }
 }
 
 // ---- the orchestrator ------------------------------------------------------------------

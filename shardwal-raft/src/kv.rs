@@ -1,7 +1,9 @@
 //! [`KvStateMachine`]: a small in-memory key-value state machine for any type configuration
 //! whose data is [`Put`] and whose response is [`Previous`] ([`KvConfig`] on glommio,
 //! [`KvTokioConfig`] on tokio), enough for openraft's storage suite, the tests and the
-//! examples. Snapshots are the whole map, bincode-encoded.
+//! examples; with feature `memstore`, also for openraft-memstore's `TypeConfig` (a
+//! `ClientRequest` puts `status` at key `client`; the response is the previous value as
+//! text). Snapshots are the whole map, bincode-encoded.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -93,9 +95,10 @@ fn invalid(e: impl std::fmt::Display) -> io::Error {
 }
 
 /// The state machine's openraft traits for one concrete type configuration (the entry type
-/// differs per configuration, so the impls are written once and stamped out per config).
+/// differs per configuration, so the impls are written once and stamped out per config):
+/// `$put` turns the data into (key, value), `$answer` the previous value into the response.
 macro_rules! kv_state_machine_for {
-    ($c:ty) => {
+    ($c:ty, $put:expr, $answer:expr) => {
         impl RaftSnapshotBuilder<$c> for KvStateMachine<$c> {
             type SnapshotData = Cursor<Vec<u8>>;
 
@@ -132,18 +135,22 @@ macro_rules! kv_state_machine_for {
                 Strm: Stream<Item = Result<EntryResponder<$c>, io::Error>> + Unpin + OptionalSend,
             {
                 while let Some((entry, responder)) = entries.try_next().await? {
-                    let response = {
+                    let previous = {
                         let mut s = self.state.borrow_mut();
                         s.last_applied = Some(entry.log_id);
                         match entry.payload {
-                            EntryPayload::Blank => Previous(None),
-                            EntryPayload::Normal(put) => Previous(s.map.insert(put.key, put.value)),
+                            EntryPayload::Blank => None,
+                            EntryPayload::Normal(data) => {
+                                let (key, value) = $put(data);
+                                s.map.insert(key, value)
+                            }
                             EntryPayload::Membership(m) => {
                                 s.membership = StoredMembershipOf::<$c>::new(Some(entry.log_id), m);
-                                Previous(None)
+                                None
                             }
                         }
                     };
+                    let response = $answer(previous);
                     if let Some(responder) = responder {
                         responder.send(response);
                     }
@@ -183,5 +190,18 @@ macro_rules! kv_state_machine_for {
     };
 }
 
-kv_state_machine_for!(crate::types::KvConfig);
-kv_state_machine_for!(crate::types::KvTokioConfig);
+fn put_key_value(put: crate::types::Put) -> (Vec<u8>, Vec<u8>) {
+    (put.key, put.value)
+}
+
+kv_state_machine_for!(crate::types::KvConfig, put_key_value, Previous);
+kv_state_machine_for!(crate::types::KvTokioConfig, put_key_value, Previous);
+
+#[cfg(feature = "memstore")]
+kv_state_machine_for!(
+    openraft_memstore::TypeConfig,
+    |r: openraft_memstore::ClientRequest| (r.client.into_bytes(), r.status.into_bytes()),
+    |previous: Option<Vec<u8>>| openraft_memstore::ClientResponse(
+        previous.map(|v| String::from_utf8_lossy(&v).into_owned())
+    )
+);
