@@ -11,8 +11,10 @@
 //!    acknowledged to the client. Any divergence makes it exit non-zero.
 //!
 //! `SHARDWAL_CLUSTER_RUNS=N` repeats the whole scenario N times (default 1);
-//! `SHARDWAL_CLUSTER_WRITES=N` sets the writes per phase (default 200). Traffic goes only to
-//! 127.0.0.1, and every wait is bounded in time.
+//! `SHARDWAL_CLUSTER_WRITES=N` sets the writes per phase (default 200);
+//! `SHARDWAL_RAFT_CACHE_BYTES=N` sets each node's entry cache budget (0: the leader reads
+//! every durable entry it replicates back from its shard). Traffic goes only to 127.0.0.1,
+//! and every wait is bounded in time.
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -391,7 +391,8 @@ impl NodeLog {
 }
 
 /// Runs node `id` (1-based) of a cluster whose nodes listen on `ports`, with its log in
-/// `dir`; serves until the process is killed. Errors: the log does not open, the port does
+/// `dir`; serves until the process is killed. A shardwal node's store caches
+/// `SHARDWAL_RAFT_CACHE_BYTES` of entries (default [`crate::DEFAULT_CACHE_BYTES`]). Errors: the log does not open, the port does
 /// not bind, `NodeLog::Memstore` in a build without feature `memstore`.
 pub fn run_node(id: u64, dir: &Path, ports: Vec<u16>, log: NodeLog) -> AnyResult<()> {
     assert!(id >= 1 && id as usize <= ports.len());
@@ -409,7 +410,11 @@ pub fn run_node(id: u64, dir: &Path, ports: Vec<u16>, log: NodeLog) -> AnyResult
                     client: wal.client(),
                     shard: ShardId(0),
                 };
-                let store = ShardLogStore::<KvTokioConfig, _>::open(backend).await?;
+                let store = ShardLogStore::<KvTokioConfig, _>::open_with_cache(
+                    backend,
+                    cache_bytes_from_env()?,
+                )
+                .await?;
                 serve_node::<KvTokioConfig, _>(id, ports, store).await
             }
             (NodeLog::Memory, _) => {
@@ -429,6 +434,17 @@ pub fn run_node(id: u64, dir: &Path, ports: Vec<u16>, log: NodeLog) -> AnyResult
             (NodeLog::Shardwal, None) => unreachable!("a shardwal node opened its log"),
         }
     })
+}
+
+/// The entry cache budget of a shardwal node's store: `SHARDWAL_RAFT_CACHE_BYTES`, or
+/// [`crate::DEFAULT_CACHE_BYTES`]. Error: a value that is not a byte count.
+fn cache_bytes_from_env() -> AnyResult<usize> {
+    match std::env::var("SHARDWAL_RAFT_CACHE_BYTES") {
+        Ok(v) => Ok(v
+            .parse()
+            .map_err(|_| format!("SHARDWAL_RAFT_CACHE_BYTES={v:?} is not a byte count"))?),
+        Err(_) => Ok(crate::DEFAULT_CACHE_BYTES),
+    }
 }
 
 /// Starts Raft for node `id` on `store` and serves its port until the process is killed.

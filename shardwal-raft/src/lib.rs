@@ -23,7 +23,8 @@
 //!   (tokio): a small KV state machine and type configurations for tests and examples.
 //!
 //! - [`cluster`]: a 3-node loopback cluster (node processes, wire protocol) for the example
-//!   and `shardwal bench --raft`.
+//!   and `shardwal bench --raft`; with feature `memstore`, its nodes can keep the Raft log
+//!   in openraft-memstore's `MemLogStore` instead (the no-durability ceiling).
 //!
 //! openraft's `single-threaded` feature is on for the whole build (cargo unifies features):
 //! under tokio, Raft and the store run in a `LocalSet` (openraft's `TokioRuntime` does that
