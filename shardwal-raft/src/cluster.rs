@@ -619,3 +619,62 @@ pub fn wait_until(limit: Duration, mut ok: impl FnMut() -> bool) -> Option<()> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_logs_parse_by_name() {
+        for log in [NodeLog::Shardwal, NodeLog::Memory, NodeLog::Memstore] {
+            assert_eq!(NodeLog::parse(log.name()).unwrap(), log);
+        }
+        assert!(NodeLog::parse("rocks").is_err());
+    }
+
+    /// Clients speak `Msg` (the default configuration) to nodes of any configuration: the
+    /// client requests and their answers must encode to the same bytes.
+    #[cfg(feature = "memstore")]
+    #[test]
+    fn client_requests_encode_alike_for_every_configuration() {
+        type M = openraft_memstore::TypeConfig;
+        let put = Put {
+            key: b"k".to_vec(),
+            value: vec![7; 256],
+        };
+        let same = |a: Vec<u8>, b: Vec<u8>| assert_eq!(a, b);
+        same(
+            frame(&Msg::<KvTokioConfig>::Put(put.clone())),
+            frame(&Msg::<M>::Put(put.clone())),
+        );
+        same(
+            frame(&Msg::<KvTokioConfig>::Init(vec![1, 2, 3])),
+            frame(&Msg::<M>::Init(vec![1, 2, 3])),
+        );
+        same(
+            frame(&Msg::<KvTokioConfig>::Leader),
+            frame(&Msg::<M>::Leader),
+        );
+        same(frame(&Msg::<KvTokioConfig>::Dump), frame(&Msg::<M>::Dump));
+        same(
+            frame(&Reply::<KvTokioConfig>::Done),
+            frame(&Reply::<M>::Done),
+        );
+        same(
+            frame(&Reply::<KvTokioConfig>::NotLeader(Some(2))),
+            frame(&Reply::<M>::NotLeader(Some(2))),
+        );
+        same(
+            frame(&Reply::<KvTokioConfig>::Leader(Some(1))),
+            frame(&Reply::<M>::Leader(Some(1))),
+        );
+        let map = BTreeMap::from([(b"k".to_vec(), b"v".to_vec())]);
+        same(
+            frame(&Reply::<KvTokioConfig>::Dump(Some(3), map.clone())),
+            frame(&Reply::<M>::Dump(Some(3), map)),
+        );
+        // A memstore request keeps the put's sizes.
+        let request = openraft_memstore::ClientRequest::from(put);
+        assert_eq!((request.client.len(), request.status.len()), (1, 256));
+    }
+}
