@@ -45,8 +45,11 @@
 //! segment. The store therefore keeps the reader a miss used, positioned after it, and the
 //! next miss that starts at most [`CURSOR_REUSE_RECORDS`] records further on continues
 //! there: a lagging follower catching up sequentially costs what its ranges hold (plus
-//! the store's records in between), not a segment per call. A purge drops the kept reader
-//! (so that no pin or open file holds back the truncation).
+//! the store's records in between), not a segment per call. A kept reader ends at the
+//! durable LSN it was opened at; a read past it opens a new reader (one more walk). A
+//! purge drops the kept reader (so that no pin or open file holds back the truncation).
+//! With a [`Shard`] backend the reads are blocking `std::fs` reads on the shard's executor
+//! (the Raft thread); through the client, on the thread that polls the store.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
