@@ -12,7 +12,8 @@
 //! - `append` copies the entries into the shard's ring and returns: they are readable from
 //!   the store at once (from the cache, which keeps what is not durable), not yet durable.
 //!   `IOFlushed::io_completed` is called, in append order, from the group commit that
-//!   covers them: many Raft appends share one fdatasync. A failed shard completes every pending callback with the error.
+//!   covers them: many Raft appends share one fdatasync. A failed shard completes every
+//!   pending callback with the error.
 //! - `save_vote`, `save_committed`, `truncate_after` and `purge` return once their record is
 //!   durable (covered by an fdatasync), as a Raft store must (a vote that is not synced can
 //!   elect two leaders in one term).
