@@ -212,3 +212,78 @@ fn reads_cross_truncations_and_purges() {
         shard.close().await.unwrap();
     });
 }
+
+/// Through the client (openraft on tokio): entries read back after eviction are those
+/// written, a sequential scan continues on one read stream, and a purge still removes the
+/// segments that stream was reading (the store drops its kept stream, and with it the read
+/// pin, before it truncates).
+#[test]
+fn through_the_client_reads_match_and_a_kept_stream_does_not_block_a_purge() {
+    use openraft_rt_tokio::TokioRuntime;
+    use shardwal::{Lsn, Wal};
+    use shardwal_raft::types::KvTokioConfig;
+    use shardwal_raft::ClientShard;
+
+    fn put(term: u64, index: u64) -> EntryOf<KvTokioConfig> {
+        let data = Put {
+            key: index.to_be_bytes().to_vec(),
+            value: vec![(index as u8) ^ (term as u8); 1024],
+        };
+        EntryOf::<KvTokioConfig>::new_normal(log_id::<KvTokioConfig>(term, 1, index), data)
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::start(config(dir.path())).unwrap();
+    let client = wal.client();
+    TokioRuntime::new(2).block_on(async {
+        let backend = ClientShard {
+            client: client.clone(),
+            shard: ShardId(0),
+        };
+        let mut store = ShardLogStore::<KvTokioConfig, _>::open_with_cache(backend, 0)
+            .await
+            .unwrap();
+        let written: Vec<_> = (1..=2000).map(|i| put(1, i)).collect();
+        for chunk in written.chunks(100) {
+            let (tx, rx) = <TokioRuntime as AsyncRuntime>::Oneshot::channel();
+            store
+                .append(chunk.to_vec(), IOFlushed::signal(tx))
+                .await
+                .unwrap();
+            rx.await.unwrap().unwrap();
+        }
+        let opened = store.read_path_stats().readers_opened;
+        let mut got = Vec::new();
+        for lo in (1..=2000).step_by(25) {
+            got.extend(store.try_get_log_entries(lo..lo + 25).await.unwrap());
+        }
+        assert_eq!(got, written);
+        let stats = store.read_path_stats();
+        assert_eq!(stats.entries_from_shard, 2000, "{stats:?}");
+        assert!(stats.readers_opened - opened <= 2, "{stats:?}");
+        // Leave the kept stream (and its read pin) at the start of the log; purging most
+        // of the log must still remove whole segments.
+        assert_eq!(
+            store.try_get_log_entries(1..26).await.unwrap(),
+            written[..25]
+        );
+        store
+            .purge(log_id::<KvTokioConfig>(1, 1, 1900))
+            .await
+            .unwrap();
+        // Entry i is at LSN i here (nothing else was written). Entry 1000 lies beyond the
+        // kept stream's first batch and in a segment wholly below the purge point.
+        let mut old = client.read(ShardId(0), Lsn(1000));
+        let truncated = futures::StreamExt::next(&mut old).await;
+        assert!(
+            matches!(truncated, Some(Err(shardwal::Error::Truncated { .. }))),
+            "segments below the purge were removed: {:?}",
+            truncated.map(|r| r.map(|batch| batch.len()))
+        );
+        assert_eq!(
+            store.try_get_log_entries(0..u64::MAX).await.unwrap(),
+            written[1900..]
+        );
+    });
+    wal.close().unwrap();
+}
