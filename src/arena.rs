@@ -1,16 +1,18 @@
 //! The shard's DMA-aligned buffers, allocated once when the shard opens.
 //!
 //! Each ring slot gets one *fill* buffer of `flush_buffer_bytes`, where appends copy records,
-//! and a ladder of *piece* buffers of 4 KiB, 8 KiB, ... `flush_buffer_bytes / 2`. glommio
-//! writes a `DmaBuffer` whole and cannot grow one back after trimming, so a partly filled
-//! flush buffer is written as the binary decomposition of its 4 KiB-padded length: the fill
-//! buffer itself when it is full, otherwise one piece per set bit (a 72 KiB batch is a
-//! 64 KiB and an 8 KiB write at consecutive positions). Nothing is allocated after open.
+//! and the ring keeps one *spare* fill buffer. glommio 0.9 writes a `DmaBuffer` whole, so a
+//! partly filled batch is written by trimming its fill buffer to the batch's 4 KiB-padded
+//! length (`DmaBuffer::trim_to_size`) and writing it in place: one write, no second copy.
+//! Trimming cannot be undone, so when that write completed and the slot is freed, the ring
+//! swaps the trimmed buffer for the spare, frees it, and allocates a new spare of full size
+//! from the same arena (freed first, so the arena never holds more than one spare). That
+//! allocation comes from glommio's `io_memory` buddy allocator, not the process heap.
 //!
 //! Buffers come from the executor's `io_memory` arena, which glommio registers with io_uring
 //! when the memlock limit allows (writes then go out as `WRITE_FIXED`, without per-I/O page
 //! pinning). When the arena cannot serve a buffer, glommio silently falls back to the heap;
-//! [`Arena::registered`] tells which one happened, by checking every buffer's address
+//! [`Arena::registered`] tells which one happened at open, by checking every buffer's address
 //! against the ranges the kernel lists under `UserBufs` in `/proc/self/fdinfo`.
 
 use std::rc::Rc;
@@ -21,14 +23,22 @@ use crate::segment::BLOCK_BYTES;
 
 /// The buffers of one ring slot.
 pub(crate) struct SlotBuffers {
+    /// Where appends copy records; trimmed to a partial batch's length while it is written.
     pub fill: Rc<DmaBuffer>,
-    /// `pieces[k]` holds `BLOCK_BYTES << k` bytes.
-    pub pieces: Vec<Rc<DmaBuffer>>,
+}
+
+/// Every buffer the ring owns: one per slot, plus the spare that replaces a trimmed one.
+pub(crate) struct RingBuffers {
+    pub slots: Vec<SlotBuffers>,
+    /// A full-size fill buffer, swapped in for a slot's trimmed one when the slot is freed.
+    pub spare_fill: DmaBuffer,
+    /// The size of every untrimmed fill buffer, in bytes.
+    pub fill_bytes: usize,
 }
 
 /// All DMA memory a shard uses, allocated at open.
 pub(crate) struct Arena {
-    pub slots: Vec<SlotBuffers>,
+    pub ring: RingBuffers,
     /// A zeroed buffer used to zero segments ahead of the write head (one piece).
     pub zeros: Rc<DmaBuffer>,
     /// One zeroed 4 KiB block, written over the header block of a recycled segment.
@@ -40,35 +50,22 @@ pub(crate) struct Arena {
 }
 
 impl Arena {
-    /// Allocates `slot_count` fill buffers of `flush_buffer_bytes` with their piece ladders,
-    /// one zero buffer of `zero_bytes` and one zeroed 4 KiB block. Must run inside a glommio executor.
+    /// Allocates `slot_count` fill buffers of `flush_buffer_bytes` and one spare, one zero
+    /// buffer of `zero_bytes` and one zeroed 4 KiB block. Must run inside a glommio executor.
     pub fn allocate(slot_count: usize, flush_buffer_bytes: usize, zero_bytes: usize) -> Arena {
         assert!(flush_buffer_bytes.is_power_of_two() && flush_buffer_bytes >= 2 * BLOCK_BYTES);
         assert!(zero_bytes.is_multiple_of(BLOCK_BYTES) && zero_bytes > 0);
-        let piece_count = (flush_buffer_bytes / BLOCK_BYTES).trailing_zeros() as usize;
-        let mut total_bytes = 0;
-        let mut slots = Vec::with_capacity(slot_count);
-        for _ in 0..slot_count {
-            let fill = glommio::allocate_dma_buffer(flush_buffer_bytes);
-            total_bytes += fill.len();
-            let pieces: Vec<Rc<DmaBuffer>> = (0..piece_count)
-                .map(|k| {
-                    let b = glommio::allocate_dma_buffer(BLOCK_BYTES << k);
-                    total_bytes += b.len();
-                    Rc::new(b)
-                })
-                .collect();
-            slots.push(SlotBuffers {
-                fill: Rc::new(fill),
-                pieces,
-            });
-        }
+        let slots: Vec<SlotBuffers> = (0..slot_count)
+            .map(|_| SlotBuffers {
+                fill: Rc::new(glommio::allocate_dma_buffer(flush_buffer_bytes)),
+            })
+            .collect();
+        let spare_fill = glommio::allocate_dma_buffer(flush_buffer_bytes);
         let mut zeros = glommio::allocate_dma_buffer(zero_bytes);
         zeros.as_bytes_mut().fill(0);
-        total_bytes += zeros.len();
         let mut zero_block = glommio::allocate_dma_buffer(BLOCK_BYTES);
         zero_block.as_bytes_mut().fill(0);
-        total_bytes += zero_block.len();
+        let total_bytes = (slot_count + 1) * flush_buffer_bytes + zeros.len() + zero_block.len();
         let ranges = registered_ranges();
         let inside = |b: &DmaBuffer| {
             let start = b.as_ptr() as usize;
@@ -78,11 +75,14 @@ impl Arena {
         };
         let registered = inside(&zeros)
             && inside(&zero_block)
-            && slots
-                .iter()
-                .all(|s| inside(&s.fill) && s.pieces.iter().all(|p| inside(p)));
+            && inside(&spare_fill)
+            && slots.iter().all(|s| inside(&s.fill));
         Arena {
-            slots,
+            ring: RingBuffers {
+                slots,
+                spare_fill,
+                fill_bytes: flush_buffer_bytes,
+            },
             zeros: Rc::new(zeros),
             zero_block: Rc::new(zero_block),
             registered,
@@ -143,24 +143,23 @@ mod tests {
     }
 
     #[test]
-    fn allocates_ladder_once_and_reports_registration() {
+    fn allocates_fill_buffers_and_a_spare_and_reports_registration() {
         let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
             .io_memory(8 << 20)
             .make()
             .unwrap();
         ex.run(async {
             let a = Arena::allocate(2, 64 << 10, 16 << 10);
-            assert_eq!(a.slots.len(), 2);
-            let sizes: Vec<usize> = a.slots[0].pieces.iter().map(|p| p.len()).collect();
-            assert_eq!(sizes, vec![4096, 8192, 16384, 32768]);
-            for s in &a.slots {
+            assert_eq!(a.ring.slots.len(), 2);
+            assert_eq!(a.ring.fill_bytes, 64 << 10);
+            assert_eq!(a.ring.spare_fill.len(), 64 << 10);
+            for s in &a.ring.slots {
+                assert_eq!(s.fill.len(), 64 << 10);
                 assert_eq!(s.fill.as_ptr() as usize % BLOCK_BYTES, 0);
-                for p in &s.pieces {
-                    assert_eq!(p.as_ptr() as usize % BLOCK_BYTES, 0);
-                }
             }
+            assert_eq!(a.ring.spare_fill.as_ptr() as usize % BLOCK_BYTES, 0);
             assert!(a.zeros.as_bytes().iter().all(|&b| b == 0));
-            assert_eq!(a.total_bytes, 2 * (64 + 60) * 1024 + 16 * 1024 + 4096);
+            assert_eq!(a.total_bytes, 3 * 64 * 1024 + 16 * 1024 + 4096);
             assert!(a.zero_block.as_bytes().iter().all(|&b| b == 0));
             // Running as root (or with enough memlock) the arena is registered; either way
             // the answer must agree with what the kernel lists.

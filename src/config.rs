@@ -141,13 +141,12 @@ impl WalConfig {
         self.recycled_segment_count
     }
 
-    /// Bytes of DMA memory one shard allocates at open: every flush buffer plus its ladder of
-    /// power-of-two write pieces (4 KiB ..= half the buffer), plus one buffer of zeros used
-    /// to zero segments ahead of the write head (256 KiB, or one flush buffer if smaller)
-    /// and one zero block to clear a recycled segment's header.
+    /// Bytes of DMA memory one shard allocates at open: every flush buffer plus one spare
+    /// (which replaces a buffer trimmed to write a partial batch), plus one buffer of zeros
+    /// used to zero segments ahead of the write head (256 KiB, or one flush buffer if
+    /// smaller) and one zero block to clear a recycled segment's header.
     pub fn arena_bytes_per_shard(&self) -> usize {
-        let ladder: usize = self.flush_buffer_bytes - BLOCK_BYTES; // 4K + 8K + ... + B/2
-        self.flush_buffer_count * (self.flush_buffer_bytes + ladder)
+        (self.flush_buffer_count + 1) * self.flush_buffer_bytes
             + crate::zero_ahead::piece_bytes(self.flush_buffer_bytes)
             + BLOCK_BYTES
     }

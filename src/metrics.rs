@@ -18,7 +18,7 @@ pub struct ShardMetrics {
     pub appended_bytes: u64,
     /// Batches sealed and written (one batch = one or more write calls).
     pub flushes: u64,
-    /// Write calls submitted (a partial batch is one write per power-of-two piece).
+    /// Write calls submitted for batches (one per batch).
     pub write_ops: u64,
     /// Bytes written to segments by flushes (4 KiB-padded), zeroing excluded.
     pub written_bytes: u64,

@@ -19,7 +19,7 @@ use std::rc::Rc;
 
 use glommio::io::DmaBuffer;
 
-use crate::arena::SlotBuffers;
+use crate::arena::{RingBuffers, SlotBuffers};
 use crate::lsn::Lsn;
 use crate::record::{encode_marker, FRAME_HEADER_BYTES};
 use crate::segment::{SegmentHeader, BLOCK_BYTES};
@@ -74,20 +74,28 @@ pub(crate) struct Ring {
     next_open: usize,
     /// The oldest slot that is not Free.
     oldest: usize,
+    /// A full-size fill buffer that replaces a slot's trimmed one when the slot is freed
+    /// (see `arena`). `None` only inside [`Ring::pop_written`].
+    spare_fill: Option<DmaBuffer>,
+    /// Size of an untrimmed fill buffer, in bytes.
+    fill_bytes: usize,
 }
 
-/// One write a sealed slot needs: a buffer (a clone of the slot's `Rc`) and a file position.
+/// The write a sealed slot needs: its fill buffer (a clone of the slot's `Rc`, trimmed to
+/// the batch's padded length) and a file position.
 pub(crate) struct PieceWrite {
     pub buf: Rc<DmaBuffer>,
     pub file_pos: u64,
 }
 
 impl Ring {
-    pub fn new(buffers: Vec<SlotBuffers>) -> Ring {
-        assert!(buffers.len() >= 2);
+    pub fn new(buffers: RingBuffers) -> Ring {
+        assert!(buffers.slots.len() >= 2);
+        assert_eq!(buffers.spare_fill.len(), buffers.fill_bytes);
         let slots = buffers
+            .slots
             .into_iter()
-            .map(|bufs| Slot {
+            .map(|bufs: SlotBuffers| Slot {
                 bufs,
                 state: SlotState::Free,
                 generation: 0,
@@ -107,6 +115,8 @@ impl Ring {
             open: None,
             next_open: 0,
             oldest: 0,
+            spare_fill: Some(buffers.spare_fill),
+            fill_bytes: buffers.fill_bytes,
         }
     }
 
@@ -196,45 +206,25 @@ impl Ring {
             .find(|&i| self.slots[i].state == SlotState::Sealed)
     }
 
-    /// The writes that put sealed slot `idx` on disk, and marks the slot in flight. A full
-    /// batch is written straight from the fill buffer; a partial one is copied into the
-    /// piece ladder, one piece per set bit of its block count, largest first.
+    /// The write that puts sealed slot `idx` on disk, and marks the slot in flight. The
+    /// batch goes out straight from its fill buffer: a partial one trims the buffer to its
+    /// 4 KiB-padded length first (no copy; [`Ring::pop_written`] restores a full buffer).
     pub fn start_writes(&mut self, idx: usize, out: &mut Vec<PieceWrite>) {
         let slot = &mut self.slots[idx];
         assert_eq!(slot.state, SlotState::Sealed);
         let padded = slot.padded_bytes;
-        let mut writes = 0u32;
-        if padded == slot.bufs.fill.len() {
-            out.push(PieceWrite {
-                buf: slot.bufs.fill.clone(),
-                file_pos: slot.file_pos,
-            });
-            writes = 1;
-        } else {
-            let src = slot.bufs.fill.as_bytes();
-            let mut offset = 0;
-            for k in (0..slot.bufs.pieces.len()).rev() {
-                let size = BLOCK_BYTES << k;
-                if padded & size == 0 {
-                    continue;
-                }
-                let piece = Rc::get_mut(&mut slot.bufs.pieces[k])
-                    .expect("a sealed slot's pieces have no writer");
-                piece
-                    .as_bytes_mut()
-                    .copy_from_slice(&src[offset..offset + size]);
-                out.push(PieceWrite {
-                    buf: slot.bufs.pieces[k].clone(),
-                    file_pos: slot.file_pos + offset as u64,
-                });
-                offset += size;
-                writes += 1;
-            }
-            assert_eq!(offset, padded);
+        assert!(padded.is_multiple_of(BLOCK_BYTES) && padded > 0);
+        if padded < slot.bufs.fill.len() {
+            Rc::get_mut(&mut slot.bufs.fill)
+                .expect("a sealed slot's buffer has no writer")
+                .trim_to_size(padded);
         }
-        slot.state = SlotState::InFlight {
-            pending_writes: writes,
-        };
+        assert_eq!(slot.bufs.fill.len(), padded);
+        out.push(PieceWrite {
+            buf: slot.bufs.fill.clone(),
+            file_pos: slot.file_pos,
+        });
+        slot.state = SlotState::InFlight { pending_writes: 1 };
     }
 
     /// One piece write of slot `idx` completed successfully.
@@ -260,7 +250,26 @@ impl Ring {
         }
         self.slots[idx].state = SlotState::Free;
         self.oldest = (idx + 1) % self.slots.len();
+        self.restore_fill(idx);
         Some(idx)
+    }
+
+    /// Gives free slot `idx` a full-size fill buffer again if its last batch trimmed it:
+    /// the spare goes in, the trimmed buffer is freed, and then a new spare is allocated
+    /// from the executor's DMA arena (in that order, so the arena needs room for one spare).
+    fn restore_fill(&mut self, idx: usize) {
+        let slot = &mut self.slots[idx];
+        if slot.bufs.fill.len() == self.fill_bytes {
+            return;
+        }
+        let fill = Rc::get_mut(&mut slot.bufs.fill).expect("a written slot's buffer has no writer");
+        let spare = self
+            .spare_fill
+            .take()
+            .expect("the ring holds a spare fill buffer");
+        drop(std::mem::replace(fill, spare));
+        self.spare_fill = Some(glommio::allocate_dma_buffer(self.fill_bytes));
+        debug_assert_eq!(self.slots[idx].bufs.fill.len(), self.fill_bytes);
     }
 
     /// Slots sealed or in flight (not yet Written).
@@ -323,7 +332,7 @@ mod tests {
             .unwrap();
         ex.run(async move {
             let arena = Arena::allocate(slots, FILL, 4096);
-            f(Ring::new(arena.slots));
+            f(Ring::new(arena.ring));
         });
     }
 
@@ -374,21 +383,37 @@ mod tests {
     }
 
     #[test]
-    fn odd_block_counts_use_several_pieces_largest_first() {
+    fn partial_batch_is_written_in_place_and_the_slot_gets_a_full_buffer_back() {
         with_ring(2, |mut ring| {
             ring.open(target(8192, false), Lsn(0));
-            // marker + 11 frames of 1024 = 11288 bytes -> 12 KiB = 8 KiB + 4 KiB.
+            // marker + 11 frames of 1024 = 11288 bytes -> 12 KiB.
             for lsn in 1..=11 {
                 assert!(append(&mut ring, lsn, 1000));
             }
             assert_eq!(ring.seal_open(Lsn(0)), 8192 + 12288);
             let idx = ring.next_sealed().unwrap();
+            let fill_ptr = ring.slots[idx].bufs.fill.as_ptr();
             let mut writes = Vec::new();
             ring.start_writes(idx, &mut writes);
             let layout: Vec<(u64, usize)> =
                 writes.iter().map(|w| (w.file_pos, w.buf.len())).collect();
-            assert_eq!(layout, vec![(8192, 8192), (16384, 4096)]);
+            assert_eq!(layout, vec![(8192, 12288)], "one write of the padded batch");
+            assert_eq!(
+                writes[0].buf.as_ptr(),
+                fill_ptr,
+                "written in place, not copied"
+            );
             assert_eq!(ring.writes_pending(), 1);
+            drop(writes);
+            ring.piece_written(idx);
+            assert_eq!(ring.pop_written(), Some(idx));
+            assert_eq!(ring.slots[idx].bufs.fill.len(), FILL, "full size again");
+            assert_ne!(
+                ring.slots[idx].bufs.fill.as_ptr(),
+                fill_ptr,
+                "the spare took over"
+            );
+            assert_eq!(ring.spare_fill.as_ref().map(|b| b.len()), Some(FILL));
         });
     }
 

@@ -618,7 +618,7 @@ impl Shard {
         let durable = Lsn(scan.next_lsn.0 - 1);
         header.reconcile(durable, chain[0].base_lsn, active.generation);
         let st = State {
-            ring: Ring::new(arena.slots),
+            ring: Ring::new(arena.ring),
             next_lsn: scan.next_lsn,
             completed_lsn: durable,
             durable_lsn: durable,
