@@ -49,7 +49,7 @@ use crate::record::{decode, segment_seed, Frame, FRAME_HEADER_BYTES};
 use crate::segment::{
     list_segments, list_spares, HeaderError, SegmentHeader, BLOCK_BYTES, FORMAT_VERSION,
 };
-use crate::walk::{step, SegmentWindow, Step, WalkStep};
+use crate::walk::{all_zero, step, SegmentWindow, Step, WalkStep};
 
 /// A segment in the valid chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,7 +208,7 @@ pub(crate) fn scan_frames(
                 continue;
             }
             Step::Full => SegmentEnd::Full,
-            Step::ZeroBlock if bytes[pos..].iter().all(|&b| b == 0) => SegmentEnd::Clean {
+            Step::ZeroBlock if all_zero(&bytes[pos..]) => SegmentEnd::Clean {
                 write_pos: pos as u64,
             },
             Step::ZeroBlock => SegmentEnd::Damaged {

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::{step, Step};
+use super::{all_zero, step, Step};
 use crate::lsn::Lsn;
 use crate::record::{decode, frame_bytes, Frame, FRAME_HEADER_BYTES};
 use crate::segment::BLOCK_BYTES;
@@ -137,7 +137,7 @@ impl SegmentWindow {
         while pos < self.file_len {
             self.cover(pos, CHUNK_BYTES)?;
             let off = (pos - self.base) as usize;
-            if self.bytes[off..].iter().any(|&b| b != 0) {
+            if !all_zero(&self.bytes[off..]) {
                 return Ok(false);
             }
             pos = self.base + self.bytes.len() as u64;
