@@ -130,6 +130,12 @@ pub enum Error {
     /// Stored data is damaged below the point that is known to have been durable: an
     /// acknowledged record cannot be read back. shardwal reports this instead of cutting the
     /// log short; the bytes are left in place for inspection.
+    ///
+    /// When: opening reports damage in the newest segments (those it walks frame by frame
+    /// to find the end of the log) and in any segment header; damage inside an older,
+    /// sealed segment is reported by whatever reads it ([`crate::LogReader`],
+    /// [`crate::Shard::reader`], `Client::read`, `shardwal verify`) when it reaches the
+    /// damaged record, and the iterator then stops.
     #[error("shard {shard}: corruption in {} at byte offset {offset} (expected lsn {expected_lsn}): {detail}", path.display())]
     Corruption {
         /// The shard.

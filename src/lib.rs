@@ -36,7 +36,10 @@
 //! * No write ever covers bytes that hold an earlier record: every batch starts at a fresh
 //!   4 KiB block.
 //! * Reopening recovers every acknowledged record, cuts a torn tail, and reports damage to
-//!   acknowledged data as [`Error::Corruption`].
+//!   acknowledged data as [`Error::Corruption`]: at open for the newest segments (the only
+//!   ones that can hold a torn tail) and any segment header; for the older, sealed
+//!   segments, which opening takes from their headers without reading their records, when
+//!   a reader ([`LogReader`], [`Shard::reader`], `shardwal verify`) reaches the damage.
 //! * Readers never see a record that is not durable.
 //! * One process at a time writes a log directory (the writer lease, see [`shm`]); a second
 //!   one gets [`Error::LogLocked`] naming the owner's pid.

@@ -33,7 +33,9 @@ pub struct Record {
 ///
 /// Yields `Err` (and then stops): [`Error::Io`] when a segment cannot be read,
 /// [`Error::Corruption`] when a frame that must exist (its LSN is at or below the bound) is
-/// damaged. Memory: one chunk of [`CHUNK_BYTES`](crate::format::CHUNK_BYTES), or one frame when a frame is larger.
+/// damaged. Every record is verified as it is read (its checksum, seeded with the shard and
+/// the segment's generation, and its LSN): this is where damage inside a sealed segment,
+/// which opening does not read, is found. Memory: one chunk of [`CHUNK_BYTES`](crate::format::CHUNK_BYTES), or one frame when a frame is larger.
 pub struct LogReader {
     shard: ShardId,
     chain: Vec<ChainSegment>,
@@ -54,10 +56,15 @@ impl LogReader {
     /// Opens shard `shard` of the closed log in `dir` for reading from `from` to the last
     /// valid record (as recovery would find it; the directory is not modified).
     ///
-    /// Errors: recovery's: [`Error::ForeignFile`] and [`Error::NewerFormat`] for files it must not touch,
-    /// [`Error::Corruption`] for damage below the vouched-for durable point, [`Error::Io`]
-    /// when a file cannot be read; and [`Error::Truncated`] when `from` is below
-    /// the first stored record.
+    /// Finding the end reads what opening reads: every segment's header block and the
+    /// newest segment or two. The reader then seeks to `from` through the segment headers:
+    /// it starts in the last segment whose base LSN is at or below `from` and never reads an
+    /// earlier one. Damage inside a sealed segment is reported when the iteration reaches it.
+    ///
+    /// Errors: recovery's: [`Error::ForeignFile`] and [`Error::NewerFormat`] for files it
+    /// must not touch, [`Error::Corruption`] for damage below the vouched-for durable point
+    /// in the newest segments or in a segment header, [`Error::Io`] when a file cannot be
+    /// read; and [`Error::Truncated`] when `from` is below the first stored record.
     pub fn open(dir: &Path, shard: ShardId, from: Lsn) -> Result<LogReader> {
         let scan = scan_shard(&shard_dir(dir, shard), shard)?;
         let upto = Lsn(scan.next_lsn.0 - 1);

@@ -1,10 +1,12 @@
-//! Recovery: scan a shard's segments, verify every frame, and decide where the log ends.
+//! Recovery: scan a shard's segments, verify the frames that may be torn, and decide where
+//! the log ends.
 //!
 //! The scan is read-only and synchronous (plain `std::fs` reads, a chunk at a time through
 //! the `walk` module's window, so it holds one chunk whatever the segment size), and readers
-//! of a closed directory use it without an executor. [`scan_shard`] returns a [`ShardScan`]: the chain
-//! of segments that hold the log, the next LSN, where writing may resume, and which files
-//! hold nothing acknowledged and should be removed. The shard applies it when it opens.
+//! of a closed directory use it without an executor. [`scan_shard`] returns a
+//! [`ShardScan`]: the chain of segments that hold the log, the next LSN, where writing may
+//! resume, and which files hold nothing acknowledged and should be removed. The shard
+//! applies it when it opens.
 //!
 //! # Torn tail or corruption?
 //! Several writes may be in flight when the machine dies, and they can land in any order, so
@@ -23,6 +25,21 @@
 //!
 //! A clean shutdown writes a final marker that vouches for every record, so only the last
 //! group commit before a crash is ever judged without a voucher.
+//!
+//! # What opening reads
+//! Every segment's header block (4 KiB), and frame by frame only the newest segments: going
+//! back from the newest, until the markers of the segments walked so far vouch for every
+//! record before the segment just walked (after a clean close the newest segment alone, its
+//! final marker vouching for all; after a crash usually one, two when the crash hit a
+//! rotation). A torn tail holds only records no marker vouches for, so it always lies in
+//! the segments walked; damage in the older, sealed segments can only be
+//! [`Error::Corruption`]. Those enter the chain from their headers and are verified by
+//! whatever reads them: [`crate::LogReader`], [`crate::Shard::reader`], `shardwal verify`
+//! report the damage when they reach it. The marker comparison is unchanged by this: a
+//! marker in a sealed segment vouches for no more than the records before the next
+//! segment's base LSN, so the markers of the walked segments decide every case the full
+//! scan would. Opening therefore costs the headers plus a segment or two, whatever the size
+//! of the log ([`ShardScan::bytes_read`]).
 
 use std::path::{Path, PathBuf};
 
@@ -32,7 +49,7 @@ use crate::record::{decode, segment_seed, Frame, FRAME_HEADER_BYTES};
 use crate::segment::{
     list_segments, list_spares, HeaderError, SegmentHeader, BLOCK_BYTES, FORMAT_VERSION,
 };
-use crate::walk::{step, SegmentWindow, Step, WalkStep};
+use crate::walk::{all_zero, step, SegmentWindow, Step, WalkStep};
 
 /// A segment in the valid chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,8 +104,12 @@ pub struct ShardScan {
     pub next_generation: u64,
     /// The torn tail cut off, if any.
     pub torn_tail: Option<TornTail>,
-    /// Records verified.
+    /// Records verified: those of the segments walked frame by frame (not of the leading
+    /// segments a later marker vouches for, which the scan takes from their headers).
     pub record_count: u64,
+    /// Bytes read from segment files, in bytes: every header block, and the segments
+    /// walked frame by frame (what opening costs; tests check it stays bounded).
+    pub bytes_read: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -187,7 +208,7 @@ pub(crate) fn scan_frames(
                 continue;
             }
             Step::Full => SegmentEnd::Full,
-            Step::ZeroBlock if bytes[pos..].iter().all(|&b| b == 0) => SegmentEnd::Clean {
+            Step::ZeroBlock if all_zero(&bytes[pos..]) => SegmentEnd::Clean {
                 write_pos: pos as u64,
             },
             Step::ZeroBlock => SegmentEnd::Damaged {
@@ -255,156 +276,325 @@ fn scan_window(
     }
 }
 
-/// Scans every segment of shard `shard` in `shard_dir` (see the module docs). Reads only.
-///
-/// Errors: [`Error::ForeignFile`] and [`Error::NewerFormat`] for files it must not touch,
-/// [`Error::Corruption`] for damage below the vouched-for durable point or a segment that
-/// belongs to another shard, [`Error::Io`] when a file cannot be read.
-pub fn scan_shard(shard_dir: &Path, shard: ShardId) -> Result<ShardScan> {
-    let files = list_segments(shard_dir)?;
-    // A generation is never used twice: the next one is above every segment's and every
-    // spare's (a spare still holds frames of the generation it is named after).
-    let spares = list_spares(shard_dir)?;
-    let newest = files.iter().chain(spares.iter()).max_by_key(|(g, _)| *g);
-    let mut scan = ShardScan {
-        next_lsn: Lsn(1),
-        next_generation: match newest {
-            None => 1,
-            Some((g, path)) => g.checked_add(1).ok_or_else(|| Error::BadDirectory {
-                path: path.clone(),
-                detail: "segment generation u64::MAX leaves no next generation".into(),
-            })?,
-        },
-        ..ShardScan::default()
-    };
-    let mut expected: Option<Lsn> = None;
-    // A damaged end of the previous segment, forgiven if the next one continues from it.
-    let mut pending: Option<Damage> = None;
-    let mut damage: Option<Damage> = None;
-    let mut vouched = Lsn::ZERO;
-    let mut last_end_clean: Option<(u64, PathBuf, u64, u64)> = None;
+/// One segment walked frame by frame ([`walk_segment`]).
+#[derive(Clone, Debug)]
+struct Walked {
+    /// How its contiguous valid part ended.
+    end: SegmentEnd,
+    /// The LSN after its last valid record (its base LSN when it holds none).
+    next: Lsn,
+    /// The highest durable LSN its markers vouch for: in the contiguous part and, past a
+    /// damaged frame, at every block boundary ([`Lsn::ZERO`] if none).
+    vouched: Lsn,
+    /// The file's length in bytes.
+    file_len: u64,
+}
 
+/// Walks the frames of one segment whose header is `header` (see [`scan_window`]) and, when
+/// the walk ends in a damaged frame, looks past it for markers that would prove the damage
+/// is not a torn write.
+fn walk_segment(win: &mut SegmentWindow, header: &SegmentHeader) -> std::io::Result<Walked> {
+    let (end, next, mut vouched) = scan_window(win, header)?;
+    assert!(next >= header.base_lsn, "the walk never goes back");
+    if let SegmentEnd::Damaged { offset, .. } = end {
+        let seed = segment_seed(header.shard.0, header.generation);
+        vouched = vouched.max(win.markers_from(seed, offset + 1)?);
+    }
+    Ok(Walked {
+        end,
+        next,
+        vouched,
+        file_len: win.file_len(),
+    })
+}
+
+/// The leading segments of a shard that opening takes from their headers alone, and the
+/// segments it already walked to learn that (see [`vouched_prefix`]).
+#[derive(Default)]
+struct Prefix {
+    /// The leading segments whose every record a marker vouches for, oldest first.
+    chain: Vec<ChainSegment>,
+    /// The base LSN of the first segment after them (`None` when `chain` is empty).
+    next_base: Option<Lsn>,
+    /// Segments walked while looking for the voucher, by generation, oldest first.
+    walked: Vec<(u64, SegmentHeader, Walked)>,
+    /// Bytes read from segment files, in bytes.
+    bytes_read: u64,
+}
+
+/// The headers of the leading run of `files` (oldest first) that decode, name `shard` and
+/// their own generation, and have rising base LSNs (from 1 up). The first file that breaks
+/// the run and every file after it are left to the full scan, which judges them.
+///
+/// Returns the headers and the bytes read (one block a file). Errors: [`Error::Io`].
+fn trusted_headers(files: &[(u64, PathBuf)], shard: ShardId) -> Result<(Vec<SegmentHeader>, u64)> {
+    let mut headers: Vec<SegmentHeader> = Vec::with_capacity(files.len());
+    let mut bytes_read = 0;
     for (generation, path) in files {
-        let read_error = |e| Error::io("reading segment", &path, e);
-        let mut win = SegmentWindow::open(&path).map_err(read_error)?;
-        let header = match SegmentHeader::decode(win.header_block().map_err(read_error)?) {
-            Ok(h) => Some(h),
-            Err(HeaderError::Foreign) => return Err(Error::ForeignFile { path }),
-            Err(HeaderError::Newer(found)) => {
-                return Err(Error::NewerFormat {
-                    path,
-                    found,
-                    supported: FORMAT_VERSION,
-                })
-            }
-            Err(HeaderError::Unused) => None,
-            Err(HeaderError::Corrupt(reason)) => {
-                if damage.is_none() {
-                    damage = pending.take().or(Some(Damage {
-                        path: path.clone(),
-                        offset: 0,
-                        lsn: expected.unwrap_or(Lsn(1)),
-                        reason,
-                        chain_len: scan.chain.len(),
-                    }));
-                }
-                // The header cannot be trusted, so neither can a seed derived from it; use
-                // the one the file name implies to look for vouching markers.
-                let seed = segment_seed(shard.0, generation);
-                let marked = win.markers_from(seed, BLOCK_BYTES as u64);
-                vouched = vouched.max(marked.map_err(read_error)?);
-                scan.remove.push(path);
-                continue;
-            }
-        };
-        let Some(header) = header else {
-            // Prepared but never written: holds nothing.
-            scan.remove.push(path);
-            continue;
-        };
-        if header.shard != shard || header.generation != generation {
-            return Err(Error::Corruption {
-                shard,
-                path,
-                offset: 0,
-                expected_lsn: expected.unwrap_or(Lsn(1)),
-                detail: format!(
-                    "segment header says shard {} generation {}, but the file is shard {} generation {}",
-                    header.shard, header.generation, shard, generation
-                ),
-            });
+        let read_error = |e| Error::io("reading segment header", path, e);
+        let mut win = SegmentWindow::open(path).map_err(read_error)?;
+        let decoded = SegmentHeader::decode(win.header_block().map_err(read_error)?);
+        bytes_read += win.bytes_read();
+        let Ok(h) = decoded else { break };
+        let ordered = headers
+            .last()
+            .map_or(h.base_lsn.0 >= 1, |p| p.base_lsn < h.base_lsn);
+        if h.shard != shard || h.generation != *generation || !ordered {
+            break;
         }
-        let seed = segment_seed(shard.0, generation);
-        if damage.is_some() {
+        headers.push(h);
+    }
+    debug_assert!(headers.len() <= files.len());
+    Ok((headers, bytes_read))
+}
+
+/// Finds the leading segments of `files` (oldest first) that opening need not read: those
+/// whose every record a marker in a later segment vouches for.
+///
+/// A torn write holds only records that no marker vouches for (a marker records what was
+/// durable when its write was sealed), so a torn tail can only lie after them, and damage
+/// inside them can only be corruption, which whoever reads them reports. Segment `k` holds
+/// the LSNs from its base LSN up to the next segment's base - 1. Going back from the newest
+/// segment of the trusted run ([`trusted_headers`]), each segment is walked frame by frame
+/// and adds its markers to the vouched LSN, until that LSN covers every record before the
+/// segment just walked: after a clean close the newest segment alone (its final marker
+/// vouches for all), after a crash usually one or two. An empty run means the full scan.
+///
+/// Errors: [`Error::Io`] when a file cannot be read.
+fn vouched_prefix(files: &[(u64, PathBuf)], shard: ShardId) -> Result<Prefix> {
+    let (headers, mut bytes_read) = trusted_headers(files, shard)?;
+    let Some(mut k) = headers.len().checked_sub(1) else {
+        return Ok(Prefix {
+            bytes_read,
+            ..Prefix::default()
+        });
+    };
+    let mut vouched = Lsn::ZERO;
+    let mut walked = Vec::new();
+    loop {
+        let (generation, path) = &files[k];
+        let read_error = |e| Error::io("reading segment", path, e);
+        let mut win = SegmentWindow::open(path).map_err(read_error)?;
+        let w = walk_segment(&mut win, &headers[k]).map_err(read_error)?;
+        bytes_read += win.bytes_read();
+        vouched = vouched.max(w.vouched);
+        walked.push((*generation, headers[k].clone(), w));
+        if k == 0 || headers[k].base_lsn.0 - 1 <= vouched.0 {
+            break;
+        }
+        k -= 1;
+    }
+    walked.reverse();
+    let chain: Vec<ChainSegment> = files[..k]
+        .iter()
+        .zip(&headers)
+        .map(|((generation, path), h)| ChainSegment {
+            generation: *generation,
+            path: path.clone(),
+            base_lsn: h.base_lsn,
+        })
+        .collect();
+    assert_eq!(
+        chain.len(),
+        k,
+        "every segment before k has a trusted header"
+    );
+    Ok(Prefix {
+        next_base: (k > 0).then(|| headers[k].base_lsn),
+        chain,
+        walked,
+        bytes_read,
+    })
+}
+
+/// The oldest-first pass over the segments that [`vouched_prefix`] did not take on trust:
+/// it follows the chain frame by frame and decides where the log ends.
+struct Pass {
+    shard: ShardId,
+    scan: ShardScan,
+    /// The base LSN the next segment must have (`None` before the first one).
+    expected: Option<Lsn>,
+    /// A damaged end of the previous segment, forgiven if the next one continues from it.
+    pending: Option<Damage>,
+    /// The first damage that ends the chain.
+    damage: Option<Damage>,
+    /// The highest durable LSN any valid marker seen vouches for.
+    vouched: Lsn,
+    /// The last segment of the chain, when its tail is clean.
+    last_end_clean: Option<Resume>,
+}
+
+impl Pass {
+    /// Judges segment `generation` at `path` (`win` is open on it; `walked`: its header and
+    /// walk, when [`vouched_prefix`] already did them).
+    ///
+    /// Errors: [`Error::ForeignFile`], [`Error::NewerFormat`], [`Error::Corruption`] for a
+    /// segment of another shard or generation, [`Error::Io`].
+    fn segment(
+        &mut self,
+        generation: u64,
+        path: PathBuf,
+        win: &mut SegmentWindow,
+        walked: Option<(SegmentHeader, Walked)>,
+    ) -> Result<()> {
+        let read_error = |e| Error::io("reading segment", &path, e);
+        let (header, walked) = match walked {
+            Some((h, w)) => (h, Some(w)),
+            None => match self.header(generation, &path, win)? {
+                Some(h) => (h, None),
+                None => {
+                    // Prepared but never written, or a damaged header: holds nothing.
+                    self.scan.remove.push(path);
+                    return Ok(());
+                }
+            },
+        };
+        self.check_owner(&header, generation, &path)?;
+        let seed = segment_seed(self.shard.0, generation);
+        if self.damage.is_some() {
             // Beyond a torn tail: only look for markers that would prove it was not torn.
             let marked = win.markers_from(seed, BLOCK_BYTES as u64);
-            vouched = vouched.max(marked.map_err(read_error)?);
-            scan.remove.push(path);
-            continue;
+            self.vouched = self.vouched.max(marked.map_err(read_error)?);
+            self.scan.remove.push(path);
+            return Ok(());
         }
-        if let Some(e) = expected {
+        if let Some(e) = self.expected {
             if header.base_lsn != e {
-                let d = pending.take().unwrap_or(Damage {
+                self.damage = Some(self.pending.take().unwrap_or(Damage {
                     path: path.clone(),
                     offset: 0,
                     lsn: e,
                     reason: "segment does not continue the previous one",
-                    chain_len: scan.chain.len(),
-                });
-                damage = Some(d);
+                    chain_len: self.scan.chain.len(),
+                }));
                 let marked = win.markers_from(seed, BLOCK_BYTES as u64);
-                vouched = vouched.max(marked.map_err(read_error)?);
-                scan.remove.push(path);
-                continue;
+                self.vouched = self.vouched.max(marked.map_err(read_error)?);
+                self.scan.remove.push(path);
+                return Ok(());
             }
             // The previous segment's damaged end (if any) is an abandoned tail.
-            pending = None;
+            self.pending = None;
         }
-        let (end, next, seg_vouched) = scan_window(&mut win, &header).map_err(read_error)?;
-        vouched = vouched.max(seg_vouched);
-        scan.record_count += next.0 - header.base_lsn.0;
-        scan.chain.push(ChainSegment {
+        let w = match walked {
+            Some(w) => w,
+            None => walk_segment(win, &header).map_err(read_error)?,
+        };
+        self.chained(generation, path, &header, w);
+        Ok(())
+    }
+
+    /// Decodes the header of segment `generation`: `None` when it holds nothing (unused,
+    /// or damaged: then the damage, and markers that vouch past it, are noted).
+    fn header(
+        &mut self,
+        generation: u64,
+        path: &Path,
+        win: &mut SegmentWindow,
+    ) -> Result<Option<SegmentHeader>> {
+        let read_error = |e| Error::io("reading segment", path, e);
+        let path_buf = || path.to_path_buf();
+        match SegmentHeader::decode(win.header_block().map_err(read_error)?) {
+            Ok(h) => Ok(Some(h)),
+            Err(HeaderError::Foreign) => Err(Error::ForeignFile { path: path_buf() }),
+            Err(HeaderError::Newer(found)) => Err(Error::NewerFormat {
+                path: path_buf(),
+                found,
+                supported: FORMAT_VERSION,
+            }),
+            Err(HeaderError::Unused) => Ok(None),
+            Err(HeaderError::Corrupt(reason)) => {
+                if self.damage.is_none() {
+                    self.damage = self.pending.take().or(Some(Damage {
+                        path: path_buf(),
+                        offset: 0,
+                        lsn: self.expected.unwrap_or(Lsn(1)),
+                        reason,
+                        chain_len: self.scan.chain.len(),
+                    }));
+                }
+                // The header cannot be trusted, so neither can a seed derived from it; use
+                // the one the file name implies to look for vouching markers.
+                let seed = segment_seed(self.shard.0, generation);
+                let marked = win.markers_from(seed, BLOCK_BYTES as u64);
+                self.vouched = self.vouched.max(marked.map_err(read_error)?);
+                Ok(None)
+            }
+        }
+    }
+
+    /// [`Error::Corruption`] when `header` names another shard or generation than the file.
+    fn check_owner(&self, header: &SegmentHeader, generation: u64, path: &Path) -> Result<()> {
+        if header.shard == self.shard && header.generation == generation {
+            return Ok(());
+        }
+        Err(Error::Corruption {
+            shard: self.shard,
+            path: path.to_path_buf(),
+            offset: 0,
+            expected_lsn: self.expected.unwrap_or(Lsn(1)),
+            detail: format!(
+                "segment header says shard {} generation {}, but the file is shard {} generation {}",
+                header.shard, header.generation, self.shard, generation
+            ),
+        })
+    }
+
+    /// Adds a segment that continues the chain, walked (`w`), to the chain.
+    fn chained(&mut self, generation: u64, path: PathBuf, header: &SegmentHeader, w: Walked) {
+        assert!(self.damage.is_none() && w.next >= header.base_lsn);
+        self.vouched = self.vouched.max(w.vouched);
+        self.scan.record_count += w.next.0 - header.base_lsn.0;
+        self.scan.chain.push(ChainSegment {
             generation,
             path: path.clone(),
             base_lsn: header.base_lsn,
         });
-        expected = Some(next);
-        last_end_clean = None;
-        match end {
+        self.expected = Some(w.next);
+        self.last_end_clean = None;
+        match w.end {
             SegmentEnd::Clean { write_pos } => {
                 // Whole blocks only: a file cut to an unaligned length must not let a write
                 // run past its end (the write position would overtake the segment size).
                 let block = BLOCK_BYTES as u64;
-                let whole_blocks = win.file_len() / block * block;
-                last_end_clean = Some((generation, path, write_pos, whole_blocks));
+                self.last_end_clean = Some(Resume {
+                    generation,
+                    path,
+                    write_pos,
+                    segment_bytes: w.file_len / block * block,
+                });
             }
             SegmentEnd::Full => {}
             SegmentEnd::Damaged { offset, reason } => {
-                let marked = win.markers_from(seed, offset + 1);
-                vouched = vouched.max(marked.map_err(read_error)?);
-                pending = Some(Damage {
+                self.pending = Some(Damage {
                     path,
                     offset,
-                    lsn: next,
+                    lsn: w.next,
                     reason,
-                    chain_len: scan.chain.len(),
+                    chain_len: self.scan.chain.len(),
                 });
             }
         }
     }
 
-    let damage = damage.or(pending);
-    scan.next_lsn = expected.unwrap_or(Lsn(1));
-    if let Some(d) = damage {
-        if d.lsn <= vouched {
+    /// Where the log ends: a torn tail is cut, damage a marker vouches for is
+    /// [`Error::Corruption`].
+    fn finish(self) -> Result<ShardScan> {
+        let mut scan = self.scan;
+        let damage = self.damage.or(self.pending);
+        scan.next_lsn = self.expected.unwrap_or(Lsn(1));
+        let Some(d) = damage else {
+            scan.resume = self.last_end_clean;
+            return Ok(scan);
+        };
+        if d.lsn <= self.vouched {
             return Err(Error::Corruption {
-                shard,
+                shard: self.shard,
                 path: d.path,
                 offset: d.offset,
                 expected_lsn: d.lsn,
                 detail: format!(
                     "{}; a later marker shows lsn {} was durable, so this is damage to acknowledged data, not a torn write",
-                    d.reason, vouched
+                    d.reason, self.vouched
                 ),
             });
         }
@@ -417,13 +607,61 @@ pub fn scan_shard(shard_dir: &Path, shard: ShardId) -> Result<ShardScan> {
             reason: d.reason,
         });
         scan.resume = None;
-    } else if let Some((generation, path, write_pos, segment_bytes)) = last_end_clean {
-        scan.resume = Some(Resume {
-            generation,
-            path,
-            write_pos,
-            segment_bytes,
-        });
+        Ok(scan)
     }
-    Ok(scan)
+}
+
+/// The generation for a shard's next new segment: above every segment's and every
+/// spare's (a spare still holds frames of the generation it is named after), so a
+/// generation is never used twice.
+fn next_generation(files: &[(u64, PathBuf)], spares: &[(u64, PathBuf)]) -> Result<u64> {
+    let newest = files.iter().chain(spares.iter()).max_by_key(|(g, _)| *g);
+    match newest {
+        None => Ok(1),
+        Some((g, path)) => g.checked_add(1).ok_or_else(|| Error::BadDirectory {
+            path: path.clone(),
+            detail: "segment generation u64::MAX leaves no next generation".into(),
+        }),
+    }
+}
+
+/// Scans shard `shard` in `shard_dir` (see the module docs). Reads only: every segment's
+/// header block, and frame by frame only the segments that can hold records no marker
+/// vouches for (see "What opening reads").
+///
+/// Errors: [`Error::ForeignFile`] and [`Error::NewerFormat`] for files it must not touch,
+/// [`Error::Corruption`] for damage below the vouched-for durable point in the segments it
+/// walks or a segment that belongs to another shard, [`Error::Io`] when a file cannot be
+/// read.
+pub fn scan_shard(shard_dir: &Path, shard: ShardId) -> Result<ShardScan> {
+    let files = list_segments(shard_dir)?;
+    let spares = list_spares(shard_dir)?;
+    let prefix = vouched_prefix(&files, shard)?;
+    let mut pass = Pass {
+        shard,
+        scan: ShardScan {
+            next_lsn: Lsn(1),
+            next_generation: next_generation(&files, &spares)?,
+            chain: prefix.chain,
+            bytes_read: prefix.bytes_read,
+            ..ShardScan::default()
+        },
+        expected: prefix.next_base,
+        pending: None,
+        damage: None,
+        vouched: Lsn::ZERO,
+        last_end_clean: None,
+    };
+    let mut walked = prefix.walked.into_iter().peekable();
+    for (generation, path) in files.into_iter().skip(pass.scan.chain.len()) {
+        let read_error = |e| Error::io("reading segment", &path, e);
+        let mut win = SegmentWindow::open(&path).map_err(read_error)?;
+        let done = walked
+            .next_if(|(g, _, _)| *g == generation)
+            .map(|(_, h, w)| (h, w));
+        pass.segment(generation, path, &mut win, done)?;
+        pass.scan.bytes_read += win.bytes_read();
+    }
+    assert!(walked.next().is_none(), "every walked segment was judged");
+    pass.finish()
 }

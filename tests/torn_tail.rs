@@ -261,21 +261,6 @@ fn damage_to_vouched_data_is_corruption_and_nothing_is_touched() {
             b[block..block + BLOCK_BYTES].fill(0);
             std::fs::write(&seg, b).unwrap();
         }),
-        ("first segment cut short", 100, |dir| {
-            let segs = used_seg_files(dir, 0);
-            assert!(segs.len() >= 2, "needs more than one segment");
-            let frames = record_frames(&segs[0]);
-            let (off, _, _, _) = frames[frames.len() - 3];
-            set_len(&segs[0], off as u64 + 30);
-        }),
-        ("first segment damaged at its end", 100, |dir| {
-            let segs = used_seg_files(dir, 0);
-            let frames = record_frames(&segs[0]);
-            let (off, _, _, _) = *frames.last().unwrap();
-            let mut b = std::fs::read(&segs[0]).unwrap();
-            b[off] ^= 0xFF;
-            std::fs::write(&segs[0], b).unwrap();
-        }),
     ];
     for (what, acked, damage) in cases {
         let d = tempfile::tempdir().unwrap();
@@ -304,6 +289,73 @@ fn damage_to_vouched_data_is_corruption_and_nothing_is_touched() {
             snapshot(d.path()),
             "{what}: nothing may be modified"
         );
+    }
+}
+
+/// Damage in a sealed segment that a later marker vouches for: opening reads only that
+/// segment's header, so it opens; every reader that reaches the damage reports
+/// `Corruption`, a reader that starts past it (found through the segment headers) does
+/// not read it at all, and nothing is modified by reading.
+#[test]
+fn damage_to_a_sealed_vouched_segment_is_corruption_when_read() {
+    type Damage = fn(&Path);
+    let cases: Vec<(&str, u64, Damage)> = vec![
+        ("first segment cut short", 100, |dir| {
+            let segs = used_seg_files(dir, 0);
+            assert!(segs.len() >= 2, "needs more than one segment");
+            let frames = record_frames(&segs[0]);
+            let (off, _, _, _) = frames[frames.len() - 3];
+            set_len(&segs[0], off as u64 + 30);
+        }),
+        ("first segment damaged at its end", 100, |dir| {
+            let segs = used_seg_files(dir, 0);
+            let frames = record_frames(&segs[0]);
+            let (off, _, _, _) = *frames.last().unwrap();
+            let mut b = std::fs::read(&segs[0]).unwrap();
+            b[off] ^= 0xFF;
+            std::fs::write(&segs[0], b).unwrap();
+        }),
+    ];
+    for (what, acked, damage) in cases {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = small(d.path(), 1).build().unwrap();
+        crash_run(&cfg, acked, 0);
+        let segs = used_seg_files(d.path(), 0);
+        let last_base = record_frames(segs.last().unwrap())[0].1;
+        damage(d.path());
+        let before = snapshot(d.path());
+        let mut reader = LogReader::open(d.path(), ShardId(0), Lsn(1)).unwrap();
+        let err = reader.find_map(|r| r.err());
+        match err {
+            Some(Error::Corruption { expected_lsn, .. }) => {
+                assert!(expected_lsn.0 >= 1 && expected_lsn.0 < acked, "{what}")
+            }
+            other => panic!("{what}: expected Corruption while reading, got {other:?}"),
+        }
+        // Starting in the last segment skips the damaged one entirely.
+        let tail: Vec<_> = LogReader::open(d.path(), ShardId(0), Lsn(last_base))
+            .unwrap()
+            .map(|r| r.unwrap().lsn)
+            .collect();
+        assert_eq!(tail.first(), Some(&Lsn(last_base)), "{what}");
+        assert_eq!(
+            before,
+            snapshot(d.path()),
+            "{what}: reading modifies nothing"
+        );
+        run(&cfg, || async {
+            let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+            assert!(
+                s.durable_lsn().0 >= acked,
+                "{what}: nothing acknowledged was cut"
+            );
+            let err = s.reader(Lsn(1)).unwrap().find_map(|r| r.err());
+            assert!(
+                matches!(err, Some(Error::Corruption { .. })),
+                "{what}: {err:?}"
+            );
+            s.close().await.unwrap();
+        });
     }
 }
 

@@ -204,6 +204,36 @@ fn verify_counts_records_and_reports_corruption() {
     assert!(stderr.contains("corruption"), "{stderr}");
 }
 
+/// Damage in a sealed segment (the oldest of many, vouched for by later markers): opening
+/// does not read it and succeeds, but `verify` reads every record and reports it.
+#[test]
+fn verify_reports_corruption_in_a_sealed_segment_that_opening_does_not_read() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = small(d.path(), 1).build().unwrap();
+    run(&cfg, || async {
+        let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+        fill_segments(&s, 2000).await;
+        s.close().await.unwrap();
+    });
+    let segs = shardwal::format::list_segments(&shardwal::format::shard_dir(d.path(), ShardId(0)))
+        .unwrap();
+    assert!(segs.len() >= 5, "the log spans many segments");
+    let mut bytes = std::fs::read(&segs[0].1).unwrap();
+    // The first write: the marker (24 bytes) at 4096, then record 1's header and payload.
+    bytes[4096 + 24 + 24 + 5] ^= 0xFF;
+    std::fs::write(&segs[0].1, &bytes).unwrap();
+    run(&cfg, || async {
+        let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+        assert_eq!(s.durable_lsn(), shardwal::Lsn(2000));
+        s.close().await.unwrap();
+    });
+    let out = shardwal().arg("verify").arg(d.path()).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("corruption"), "{stderr}");
+    assert!(stderr.contains(&*segs[0].1.to_string_lossy()), "{stderr}");
+}
+
 #[test]
 fn inspect_shows_owner_positions_pins_and_segments_while_a_writer_runs() {
     let d = tempfile::tempdir().unwrap();

@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use super::{step, Step};
+use super::{all_zero, step, Step};
 use crate::lsn::Lsn;
 use crate::record::{decode, frame_bytes, Frame, FRAME_HEADER_BYTES};
 use crate::segment::BLOCK_BYTES;
@@ -62,6 +62,8 @@ pub(crate) struct SegmentWindow {
     /// File offset of `bytes[0]`; a multiple of [`BLOCK_BYTES`].
     base: u64,
     bytes: Bytes,
+    /// Bytes read from the file so far (every refill counts in full).
+    bytes_read: u64,
 }
 
 impl SegmentWindow {
@@ -75,7 +77,14 @@ impl SegmentWindow {
             file_len,
             base: 0,
             bytes: Bytes::new(),
+            bytes_read: 0,
         })
+    }
+
+    /// Bytes read from the file since it was opened, in bytes (what opening a log costs,
+    /// for tests and the scan's report).
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read
     }
 
     /// The file's path.
@@ -89,24 +98,33 @@ impl SegmentWindow {
     }
 
     /// The segment's first block (its header), or fewer bytes if the file is shorter.
+    /// Reads that one block only, so that looking at every segment's header costs 4 KiB a
+    /// segment (the frame walk after it reads on in chunks).
     pub fn header_block(&mut self) -> std::io::Result<&[u8]> {
-        self.cover(0, BLOCK_BYTES)?;
+        self.fill(0, BLOCK_BYTES, BLOCK_BYTES)?;
         let n = self.bytes.len().min(BLOCK_BYTES);
         Ok(&self.bytes[..n])
     }
 
     /// Makes the window hold `[pos, pos + len)`, cut at the end of the file.
     fn cover(&mut self, pos: u64, len: usize) -> std::io::Result<()> {
+        self.fill(pos, len, CHUNK_BYTES)
+    }
+
+    /// Makes the window hold `[pos, pos + len)`, cut at the end of the file, reading at
+    /// least `min_read` bytes (cut at the end of the file) when it must read.
+    fn fill(&mut self, pos: u64, len: usize, min_read: usize) -> std::io::Result<()> {
         let end = (pos + len as u64).min(self.file_len);
         let window_end = self.base + self.bytes.len() as u64;
         if pos >= self.base && end <= window_end {
             return Ok(());
         }
         let base = pos / BLOCK_BYTES as u64 * BLOCK_BYTES as u64;
-        let want = ((end - base) as usize).max(CHUNK_BYTES);
+        let want = ((end - base) as usize).max(min_read);
         let read = want.min(self.file_len.saturating_sub(base) as usize);
         let mut chunk = vec![0u8; read];
         self.file.read_exact_at(&mut chunk, base)?;
+        self.bytes_read += read as u64;
         self.base = base;
         self.bytes = Bytes::from(chunk);
         debug_assert!(self.base <= pos && end <= self.base + self.bytes.len() as u64);
@@ -119,7 +137,7 @@ impl SegmentWindow {
         while pos < self.file_len {
             self.cover(pos, CHUNK_BYTES)?;
             let off = (pos - self.base) as usize;
-            if self.bytes[off..].iter().any(|&b| b != 0) {
+            if !all_zero(&self.bytes[off..]) {
                 return Ok(false);
             }
             pos = self.base + self.bytes.len() as u64;
