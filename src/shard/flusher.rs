@@ -41,7 +41,7 @@ use crate::error::{FailedOp, ShardFailure};
 use crate::lsn::Lsn;
 use crate::record::FRAME_HEADER_BYTES;
 use crate::segment::{prepare_next, segment_path};
-use crate::shard::{Core, PieceInFlight, State, ZeroInFlight};
+use super::state::{Core, PieceInFlight, State, ZeroInFlight};
 use crate::zero_ahead::{may_issue, next_piece, Quiet, ZeroPiece};
 use crate::Durability;
 
