@@ -142,17 +142,17 @@ impl Future for Commit {
         let this = &mut *self;
         let core = &*this.core;
         let mut st = core.st.borrow_mut();
-        if let Some(cause) = &st.failed {
+        if let Some(cause) = st.lifecycle.failure() {
             let e = Error::ShardFailed {
                 shard: core.id,
                 cause: cause.clone(),
             };
             if let Some(id) = this.waiter.take() {
-                st.waiters.cancel(id);
+                st.wakers.commits.cancel(id);
             }
             return Poll::Ready(Err(e));
         }
-        if st.durable_lsn >= this.lsn {
+        if st.marks.durable_lsn >= this.lsn {
             this.waiter = None;
             if let Some(since) = this.waiting_since.take() {
                 let us = since.elapsed().as_micros() as u64;
@@ -160,15 +160,19 @@ impl Future for Commit {
             }
             return Poll::Ready(Ok(()));
         }
-        if this.lsn >= st.next_lsn {
+        if this.lsn >= st.marks.next_lsn {
             return Poll::Ready(Err(Error::LsnNotAppended {
                 shard: core.id,
                 requested: this.lsn,
-                last_appended: Lsn(st.next_lsn.0 - 1),
+                last_appended: st.marks.last_appended_lsn(),
             }));
         }
         let first_time = this.waiter.is_none();
-        this.waiter = Some(st.waiters.register(this.waiter, this.lsn, cx.waker()));
+        this.waiter = Some(
+            st.wakers
+                .commits
+                .register(this.waiter, this.lsn, cx.waker()),
+        );
         if first_time {
             this.waiting_since = Some(std::time::Instant::now());
             st.wake_flusher();
@@ -181,7 +185,7 @@ impl Drop for Commit {
     fn drop(&mut self) {
         if let Some(id) = self.waiter.take() {
             if let Ok(mut st) = self.core.st.try_borrow_mut() {
-                st.waiters.cancel(id);
+                st.wakers.commits.cancel(id);
             }
         }
     }

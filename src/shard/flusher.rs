@@ -37,11 +37,11 @@ use std::time::Instant;
 
 use futures::future::LocalBoxFuture;
 
+use super::state::{Core, PieceInFlight, State, ZeroInFlight};
 use crate::error::{FailedOp, ShardFailure};
 use crate::lsn::Lsn;
 use crate::record::FRAME_HEADER_BYTES;
 use crate::segment::{prepare_next, segment_path};
-use super::state::{Core, PieceInFlight, State, ZeroInFlight};
 use crate::zero_ahead::{may_issue, next_piece, Quiet, ZeroPiece};
 use crate::Durability;
 
@@ -49,10 +49,10 @@ use crate::Durability;
 pub(crate) async fn run(core: Rc<Core>) {
     poll_fn(|cx| drive(&core, cx)).await;
     let mut st = core.st.borrow_mut();
-    st.closed = true;
-    st.waiters.wake_all();
+    st.lifecycle.stop_flusher();
+    st.wakers.commits.wake_all();
     st.wake_appenders();
-    for w in st.close_wakers.drain(..) {
+    for w in st.wakers.close.drain(..) {
         w.wake();
     }
 }
@@ -60,21 +60,21 @@ pub(crate) async fn run(core: Rc<Core>) {
 fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
     let mut guard = core.st.borrow_mut();
     let st: &mut State = &mut guard;
-    match &st.flusher_waker {
+    match &st.wakers.flusher {
         Some(w) if w.will_wake(cx.waker()) => {}
-        _ => st.flusher_waker = Some(cx.waker().clone()),
+        _ => st.wakers.flusher = Some(cx.waker().clone()),
     }
     loop {
         let mut progress = false;
-        let healthy = st.failed.is_none();
+        let healthy = st.lifecycle.failure().is_none();
 
         // A hold (see `Shard::expect_appends`) ends when its records arrived, when none
         // arrived for a whole gap, or at its hard deadline; its timer wakes this task for
         // each check.
-        if let Some(hold) = &mut st.seal_hold {
+        if let Some(hold) = &mut st.pacing.seal_hold {
             let count = st.ring.open_record_count();
-            let mut end = count >= hold.open_records || st.closing;
-            let due = match &mut st.hold_timer {
+            let mut end = count >= hold.open_records || st.lifecycle.close_requested();
+            let due = match &mut st.pacing.hold_timer {
                 Some(t) => t.as_mut().poll(cx).is_ready(),
                 None => Instant::now() >= hold.next_check,
             };
@@ -83,23 +83,23 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
                 if count > hold.seen_records && now < hold.give_up {
                     hold.seen_records = count;
                     hold.next_check = (now + hold.gap).min(hold.give_up);
-                    st.hold_timer = None;
+                    st.pacing.hold_timer = None;
                 } else {
                     end = true;
                 }
             }
             if end {
-                st.seal_hold = None;
-                st.hold_timer = None;
+                st.pacing.seal_hold = None;
+                st.pacing.hold_timer = None;
                 progress = true;
-            } else if st.hold_timer.is_none() {
+            } else if st.pacing.hold_timer.is_none() {
                 let left = hold.next_check.saturating_duration_since(Instant::now());
                 let mut t: LocalBoxFuture<'static, ()> =
                     Box::pin(async move { glommio::timer::sleep(left).await });
                 // Registers this task's waker with the timer; if it is due already, the
                 // check above sees that on the next pass without a timer.
                 if t.as_mut().poll(cx).is_pending() {
-                    st.hold_timer = Some(t);
+                    st.pacing.hold_timer = Some(t);
                 } else {
                     progress = true;
                 }
@@ -109,31 +109,31 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
         // 1. Group commit: seal the open batch when someone waits on it and the device is
         //    idle; when closing, seal whatever is open.
         if healthy
-            && st.seal_hold.is_none()
-            && !st.woke_waiters
+            && st.pacing.seal_hold.is_none()
+            && !st.pacing.woke_waiters
             && st.ring.open.is_some()
             && st.ring.writes_pending() == 0
-            && st.sync.is_none()
+            && st.io.sync.is_none()
         {
             let wanted = st
                 .open_first_lsn()
-                .is_some_and(|first| st.waiters.max_lsn() >= first);
-            if wanted || st.closing {
+                .is_some_and(|first| st.wakers.commits.max_lsn() >= first);
+            if wanted || st.lifecycle.close_requested() {
                 st.seal_open();
                 progress = true;
             }
         }
         // A closing shard ends with a marker-only batch that vouches for every record.
         if healthy
-            && st.closing
-            && !st.final_marker_sealed
-            && st.appended_since_open
+            && st.lifecycle.close_requested()
+            && !st.lifecycle.final_marker_sealed()
+            && st.marks.appended_since_open()
             && st.ring.is_idle()
-            && st.sync.is_none()
-            && st.zeroing.is_none()
-            && st.durable_lsn.0 + 1 == st.next_lsn.0
+            && st.io.sync.is_none()
+            && st.io.zeroing.is_none()
+            && st.marks.all_durable()
         {
-            st.final_marker_sealed = true;
+            st.lifecycle.seal_final_marker();
             if st.open_batch(core, FRAME_HEADER_BYTES) {
                 st.seal_open();
                 progress = true;
@@ -142,14 +142,14 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
 
         // 2. Submit sealed batches, oldest first.
         while let Some(idx) = st.ring.next_sealed().filter(|_| healthy) {
-            st.ring.start_writes(idx, &mut st.piece_scratch);
+            st.ring.start_writes(idx, &mut st.io.piece_scratch);
             let _span = tracing::debug_span!(
                 "flush",
                 shard = %core.id,
                 slot = idx,
                 records = st.ring.slots[idx].record_count,
                 bytes = st.ring.slots[idx].padded_bytes,
-                writes = st.piece_scratch.len(),
+                writes = st.io.piece_scratch.len(),
             )
             .entered();
             let file = st.ring.slots[idx]
@@ -157,12 +157,12 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
                 .clone()
                 .expect("sealed slot has a file");
             st.metrics.flushes += 1;
-            for piece in st.piece_scratch.drain(..) {
+            for piece in st.io.piece_scratch.drain(..) {
                 let len = piece.buf.len();
                 let f = file.clone();
                 st.metrics.write_ops += 1;
                 st.metrics.written_bytes += len as u64;
-                st.in_flight.push(PieceInFlight {
+                st.io.in_flight.push(PieceInFlight {
                     slot: idx,
                     len,
                     fut: Box::pin(async move { f.write_at(piece.buf, piece.file_pos).await }),
@@ -173,13 +173,13 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
 
         // 3. Collect completions (any order).
         let mut i = 0;
-        while i < st.in_flight.len() {
-            match st.in_flight[i].fut.as_mut().poll(cx) {
+        while i < st.io.in_flight.len() {
+            match st.io.in_flight[i].fut.as_mut().poll(cx) {
                 Poll::Pending => i += 1,
                 Poll::Ready(result) => {
-                    let done = st.in_flight.swap_remove(i);
+                    let done = st.io.in_flight.swap_remove(i);
                     progress = true;
-                    if st.failed.is_some() {
+                    if st.lifecycle.failure().is_some() {
                         continue;
                     }
                     match result {
@@ -206,9 +206,9 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
             let slot = &mut st.ring.slots[idx];
             let (generation, last_lsn) = (slot.generation, slot.last_lsn);
             let file = slot.file.take().expect("written slot has a file");
-            st.completed_lsn = st.completed_lsn.max(last_lsn);
-            if !st.dirty.iter().any(|(g, _)| *g == generation) {
-                st.dirty.push((generation, file));
+            st.marks.completed_lsn = st.marks.completed_lsn.max(last_lsn);
+            if !st.io.dirty.iter().any(|(g, _)| *g == generation) {
+                st.io.dirty.push((generation, file));
             }
             freed = true;
         }
@@ -218,13 +218,13 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
         }
 
         // 5. Make the completed prefix durable.
-        if st.failed.is_none() {
+        if st.lifecycle.failure().is_none() {
             match core.config.durability {
                 Durability::Fdatasync => {
-                    if st.sync.is_none() && !st.dirty.is_empty() {
-                        let target = st.completed_lsn;
-                        let files: Vec<_> = st.dirty.drain(..).map(|(_, f)| f).collect();
-                        st.sync = Some((
+                    if st.io.sync.is_none() && !st.io.dirty.is_empty() {
+                        let target = st.marks.completed_lsn;
+                        let files: Vec<_> = st.io.dirty.drain(..).map(|(_, f)| f).collect();
+                        st.io.sync = Some((
                             target,
                             Box::pin(async move {
                                 for f in &files {
@@ -236,17 +236,17 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
                     }
                 }
                 Durability::Dsync | Durability::NoSyncBenchmarkOnly => {
-                    st.dirty.clear();
-                    advance(st, st.completed_lsn);
+                    st.io.dirty.clear();
+                    advance(st, st.marks.completed_lsn);
                 }
             }
         }
-        if let Some((target, fut)) = &mut st.sync {
+        if let Some((target, fut)) = &mut st.io.sync {
             if let Poll::Ready(result) = fut.as_mut().poll(cx) {
                 let target = *target;
-                st.sync = None;
+                st.io.sync = None;
                 progress = true;
-                if st.failed.is_none() {
+                if st.lifecycle.failure().is_none() {
                     match result {
                         Ok(()) => {
                             st.metrics.fdatasyncs += 1;
@@ -263,37 +263,36 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
         //    durable (nothing goes in front of the first commit), or at once when the
         //    active segment has no room for two more batches (a resumed segment may be
         //    full, and then no batch could become durable before a rotation).
-        let room = st.active.segment_bytes - st.active.write_pos;
+        let room = st.segments.active.segment_bytes - st.segments.active.write_pos;
         let needed_soon = room < 2 * core.config.flush_buffer_bytes as u64;
-        if st.failed.is_none()
-            && !st.closing
-            && (st.session_durable || needed_soon)
-            && st.prepared.is_none()
-            && st.preparing.is_none()
+        if st.lifecycle.is_open()
+            && (st.pacing.session_durable || needed_soon)
+            && st.segments.prepared.is_none()
+            && st.segments.preparing.is_none()
         {
             let storage = core.storage.clone();
             let dir = core.shard_dir.clone();
             let zero_block = core.zero_block.clone();
-            let (generation, bytes) = (st.next_generation, core.config.segment_bytes);
-            st.next_generation += 1;
+            let (generation, bytes) = (st.segments.next_generation, core.config.segment_bytes);
+            st.segments.next_generation += 1;
             // The oldest spare first (any would do: each is below `generation`).
-            let spare = (!st.spares.is_empty()).then(|| st.spares.remove(0));
-            st.preparing = Some(Box::pin(async move {
+            let spare = (!st.segments.spares.is_empty()).then(|| st.segments.spares.remove(0));
+            st.segments.preparing = Some(Box::pin(async move {
                 prepare_next(&*storage, &dir, spare, generation, bytes, &zero_block).await
             }));
         }
-        if let Some(fut) = &mut st.preparing {
+        if let Some(fut) = &mut st.segments.preparing {
             if let Poll::Ready(result) = fut.as_mut().poll(cx) {
-                st.preparing = None;
+                st.segments.preparing = None;
                 progress = true;
                 match result {
-                    Ok(p) if st.failed.is_none() => {
+                    Ok(p) if st.lifecycle.failure().is_none() => {
                         st.metrics.segments_prepared += 1;
                         st.metrics.segments_recycled += p.recycled as u64;
                         // Rotating to it pushes onto the chain inside `append`, which must
                         // not allocate: make room here, off the append path.
-                        st.chain.reserve(1);
-                        st.prepared = Some(p);
+                        st.segments.chain.reserve(1);
+                        st.segments.prepared = Some(p);
                         st.wake_appenders();
                     }
                     Ok(_) => {}
@@ -314,37 +313,38 @@ fn drive(core: &Core, cx: &mut Context<'_>) -> Poll<()> {
         }
     }
 
-    if st.woke_waiters {
+    if st.pacing.woke_waiters {
         // Commit waiters were just woken. Let them run (and append their next records)
         // before deciding what goes into the next batch: the executor's queue is FIFO, so
         // waking ourselves puts this task behind them. Sealing in this same pass would cut
         // the writers into two groups that then alternate for good, halving the batch.
-        st.woke_waiters = false;
+        st.pacing.woke_waiters = false;
         cx.waker().wake_by_ref();
         return Poll::Pending;
     }
-    let idle_io = st.in_flight.is_empty()
-        && st.sync.is_none()
-        && st.preparing.is_none()
-        && st.zeroing.is_none();
-    let finished_close = st.closing
+    let idle_io = st.io.in_flight.is_empty()
+        && st.io.sync.is_none()
+        && st.segments.preparing.is_none()
+        && st.io.zeroing.is_none();
+    let finished_close = st.lifecycle.close_requested()
         && st.ring.open.is_none()
         && st.ring.is_idle()
-        && st.durable_lsn.0 + 1 == st.next_lsn.0
-        && (st.final_marker_sealed || !st.appended_since_open);
-    if idle_io && (st.failed.is_some() || finished_close) {
+        && st.marks.all_durable()
+        && (st.lifecycle.final_marker_sealed() || !st.marks.appended_since_open());
+    if idle_io && (st.lifecycle.failure().is_some() || finished_close) {
         return Poll::Ready(());
     }
     Poll::Pending
 }
 
 fn advance(st: &mut State, durable: Lsn) {
-    if durable > st.durable_lsn {
-        st.durable_lsn = durable;
-        st.session_durable = true;
-        let first = st.chain[0].base_lsn;
-        st.header.publish(durable, first, st.active.generation);
-        st.woke_waiters |= st.waiters.advance(durable) > 0;
+    if durable > st.marks.durable_lsn {
+        st.marks.durable_lsn = durable;
+        st.pacing.session_durable = true;
+        let first = st.segments.chain[0].base_lsn;
+        st.header
+            .publish(durable, first, st.segments.active.generation);
+        st.pacing.woke_waiters |= st.wakers.commits.advance(durable) > 0;
     }
 }
 
@@ -366,21 +366,21 @@ fn fail_io(core: &Core, st: &mut State, op: FailedOp, path: &Path, e: std::io::E
 /// the prepared segment from its start. Returns whether it made progress. A failed or
 /// short zero write fails the shard like any other write.
 fn zero_ahead(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
-    if st.zeroing.is_some() {
+    if st.io.zeroing.is_some() {
         return collect_zero_piece(core, st, cx);
     }
-    if st.failed.is_some() || st.closing || !st.session_durable {
+    if !st.lifecycle.is_open() || !st.pacing.session_durable {
         return false;
     }
     let quiet = may_issue(Quiet {
-        commit_waiting: st.waiters.max_lsn() > st.durable_lsn,
+        commit_waiting: st.wakers.commits.max_lsn() > st.marks.durable_lsn,
         unsynced_batches: st.ring.writes_pending() > 0
-            || st.completed_lsn > st.durable_lsn
-            || !st.dirty.is_empty(),
-        syncing: st.sync.is_some(),
+            || st.marks.completed_lsn > st.marks.durable_lsn
+            || !st.io.dirty.is_empty(),
+        syncing: st.io.sync.is_some(),
     });
     let piece = core.zeros.len() as u64;
-    let a = &st.active;
+    let a = &st.segments.active;
     let reach = core.config.flush_buffer_bytes as u64;
     let active = next_piece(a.write_pos, a.zeroed_bytes, a.segment_bytes, reach, piece)
         .filter(|_| quiet)
@@ -391,7 +391,7 @@ fn zero_ahead(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
     // The prepared segment takes no records yet and is another file: its zeros go out
     // whether or not a commit waits (one piece at a time), and converting its blocks puts
     // nothing into the active file's fdatasync.
-    let prepared = st.prepared.as_ref().and_then(|p| {
+    let prepared = st.segments.prepared.as_ref().and_then(|p| {
         let range = p.zeroed_bytes..p.zeroed_bytes + piece;
         (range.end <= p.segment_bytes).then(|| (p.generation, p.file.clone(), range))
     });
@@ -399,7 +399,7 @@ fn zero_ahead(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
         return false;
     };
     let (zeros, pos) = (core.zeros.clone(), range.start);
-    st.zeroing = Some(ZeroInFlight {
+    st.io.zeroing = Some(ZeroInFlight {
         piece: ZeroPiece { generation, range },
         fut: Box::pin(async move { file.write_at(zeros, pos).await }),
     });
@@ -418,18 +418,20 @@ fn fail_zeroing(core: &Core, st: &mut State, generation: u64, e: std::io::Error)
 }
 
 fn collect_zero_piece(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
-    let z = st.zeroing.as_mut().expect("a zero piece in flight");
+    let z = st.io.zeroing.as_mut().expect("a zero piece in flight");
     let Poll::Ready(result) = z.fut.as_mut().poll(cx) else {
         return false;
     };
-    let piece = st.zeroing.take().expect("a zero piece in flight").piece;
+    let piece = st.io.zeroing.take().expect("a zero piece in flight").piece;
     let len = (piece.range.end - piece.range.start) as usize;
     match result {
         Ok(n) if n == len => {
             st.metrics.zeroed_bytes += len as u64;
-            if st.active.generation == piece.generation {
-                st.active.zeroed_bytes = st.active.zeroed_bytes.max(piece.range.end);
+            if st.segments.active.generation == piece.generation {
+                st.segments.active.zeroed_bytes =
+                    st.segments.active.zeroed_bytes.max(piece.range.end);
             } else if let Some(p) = st
+                .segments
                 .prepared
                 .as_mut()
                 .filter(|p| p.generation == piece.generation)

@@ -40,7 +40,7 @@ struct CloseOnDrop(Rc<Core>);
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         let mut st = self.0.st.borrow_mut();
-        st.closing = true;
+        st.lifecycle.request_close();
         st.wake_flusher();
     }
 }
@@ -51,7 +51,6 @@ pub struct Shard {
     core: Rc<Core>,
     _guard: Rc<CloseOnDrop>,
 }
-
 
 impl Shard {
     /// Opens shard `id` of the log `config` describes, inside the calling glommio executor:
@@ -85,7 +84,6 @@ impl Shard {
             core,
         })
     }
-
 
     /// This shard's id.
     pub fn id(&self) -> ShardId {
@@ -123,7 +121,7 @@ impl Shard {
             }
             if st.batch_hold {
                 // A batch is on its way into the ring; it wakes appenders when done.
-                st.append_wakers.push(cx.waker().clone());
+                st.wakers.appends.push(cx.waker().clone());
                 return Poll::Pending;
             }
             match st.try_append(core, payload) {
@@ -133,7 +131,7 @@ impl Shard {
                         st.metrics.ring_full_waits += 1;
                         counted_wait = true;
                     }
-                    st.append_wakers.push(cx.waker().clone());
+                    st.wakers.appends.push(cx.waker().clone());
                     st.wake_flusher();
                     Poll::Pending
                 }
@@ -173,7 +171,7 @@ impl Shard {
         limits.check_batch(records.iter().map(|r| r.as_ref().len()))?;
         let core = &*self.core;
         let hold = BatchHold::take(self).await?;
-        let first = core.st.borrow().next_lsn;
+        let first = core.st.borrow().marks.next_lsn;
         let (mut done, mut counted_wait) = (0usize, false);
         poll_fn(|cx| {
             let mut st = core.st.borrow_mut();
@@ -187,7 +185,7 @@ impl Shard {
                         // Counted once per batch, as `append` counts once per record.
                         st.metrics.ring_full_waits += u64::from(!counted_wait);
                         counted_wait = true;
-                        st.append_wakers.push(cx.waker().clone());
+                        st.wakers.appends.push(cx.waker().clone());
                         st.wake_flusher();
                         return Poll::Pending;
                     }
@@ -232,35 +230,35 @@ impl Shard {
         let mut st = self.core.st.borrow_mut();
         let seen_records = st.ring.open_record_count();
         let now = std::time::Instant::now();
-        st.seal_hold = Some(SealHold {
+        st.pacing.seal_hold = Some(SealHold {
             open_records: seen_records + appends,
             seen_records,
             next_check: now + gap,
             gap,
             give_up: now + gap * 4,
         });
-        st.hold_timer = None;
+        st.pacing.hold_timer = None;
         st.wake_flusher();
     }
 
     /// The highest LSN known durable (0 when none).
     pub fn durable_lsn(&self) -> Lsn {
-        self.core.st.borrow().durable_lsn
+        self.core.st.borrow().marks.durable_lsn
     }
 
     /// The highest LSN handed out by `append` (0 when none).
     pub fn last_appended_lsn(&self) -> Lsn {
-        Lsn(self.core.st.borrow().next_lsn.0 - 1)
+        self.core.st.borrow().marks.last_appended_lsn()
     }
 
     /// The lowest LSN still stored (truncation moves it up).
     pub fn first_lsn(&self) -> Lsn {
-        self.core.st.borrow().chain[0].base_lsn
+        self.core.st.borrow().segments.chain[0].base_lsn
     }
 
     /// Whether the shard failed after an I/O error.
     pub fn is_failed(&self) -> bool {
-        self.core.st.borrow().failed.is_some()
+        self.core.st.borrow().lifecycle.failure().is_some()
     }
 
     /// Whether every flush buffer lies in io_uring-registered memory (writes go out as
@@ -295,7 +293,12 @@ impl Shard {
     /// Errors: [`Error::Truncated`] when `from` is below [`Shard::first_lsn`].
     pub fn reader(&self, from: Lsn) -> Result<LogReader> {
         let st = self.core.st.borrow();
-        LogReader::new(self.core.id, st.chain.clone(), from, st.durable_lsn)
+        LogReader::new(
+            self.core.id,
+            st.segments.chain.clone(),
+            from,
+            st.marks.durable_lsn,
+        )
     }
 
     /// Removes whole segments whose records are all below `before`; returns how many. The
@@ -331,29 +334,29 @@ impl Shard {
         let core = &*self.core;
         {
             let mut st = core.st.borrow_mut();
-            st.closing = true;
+            st.lifecycle.request_close();
             st.wake_flusher();
             st.wake_appenders();
         }
         poll_fn(|cx| {
             let mut st = core.st.borrow_mut();
-            if st.closed {
+            if st.lifecycle.flusher_stopped() {
                 Poll::Ready(())
             } else {
-                st.close_wakers.push(cx.waker().clone());
+                st.wakers.close.push(cx.waker().clone());
                 Poll::Pending
             }
         })
         .await;
         let st = core.st.borrow();
-        if let Some(cause) = &st.failed {
+        if let Some(cause) = st.lifecycle.failure() {
             return Err(Error::ShardFailed {
                 shard: core.id,
                 cause: cause.clone(),
             });
         }
-        tracing::info!(shard = %core.id, durable_lsn = %st.durable_lsn, "shard closed");
-        Ok(st.durable_lsn)
+        tracing::info!(shard = %core.id, durable_lsn = %st.marks.durable_lsn, "shard closed");
+        Ok(st.marks.durable_lsn)
     }
 }
 
@@ -370,7 +373,7 @@ impl BatchHold {
                 return Poll::Ready(Err(e));
             }
             if st.batch_hold {
-                st.append_wakers.push(cx.waker().clone());
+                st.wakers.appends.push(cx.waker().clone());
                 return Poll::Pending;
             }
             st.batch_hold = true;

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::rc::Rc;
 
 use super::commit::Waiters;
-use super::state::{ActiveSegment, Core, State};
+use super::state::{
+    ActiveSegment, Core, Io, Lifecycle, Pacing, Segments, State, Wakers, Watermarks,
+};
 use crate::arena::Arena;
 use crate::config::WalConfig;
 use crate::error::{Error, Result};
@@ -20,7 +22,6 @@ use crate::segment::{
 };
 use crate::shm::owner::HeaderOwner;
 use crate::storage::Storage;
-
 
 /// Makes sure glommio's process-wide "is this device pollable" probe runs on a non-empty
 /// file. glommio 0.9.0 probes with an O_DIRECT read at offset 0 of the first DmaFile opened
@@ -205,34 +206,41 @@ pub(super) async fn open_on(
     header.reconcile(durable, chain[0].base_lsn, active.generation);
     let st = State {
         ring: Ring::new(arena.slots),
-        next_lsn: scan.next_lsn,
-        completed_lsn: durable,
-        durable_lsn: durable,
-        active,
-        prepared: None,
-        preparing: None,
-        chain,
-        spares,
-        next_generation,
-        in_flight: Vec::with_capacity(n * 32),
-        piece_scratch: Vec::with_capacity(32),
-        dirty: Vec::with_capacity(4),
-        sync: None,
-        zeroing: None,
-        waiters: Waiters::with_capacity(1024),
-        append_wakers: Vec::with_capacity(1024),
-        flusher_waker: None,
-        failed: None,
-        closing: false,
-        closed: false,
-        close_wakers: Vec::new(),
-        final_marker_sealed: false,
-        appended_since_open: false,
-        woke_waiters: false,
+        marks: Watermarks {
+            next_lsn: scan.next_lsn,
+            completed_lsn: durable,
+            durable_lsn: durable,
+            session_first_lsn: scan.next_lsn,
+        },
+        segments: Segments {
+            active,
+            prepared: None,
+            preparing: None,
+            chain,
+            spares,
+            next_generation,
+        },
+        io: Io {
+            in_flight: Vec::with_capacity(n * 32),
+            piece_scratch: Vec::with_capacity(32),
+            dirty: Vec::with_capacity(4),
+            sync: None,
+            zeroing: None,
+        },
+        wakers: Wakers {
+            commits: Waiters::with_capacity(1024),
+            appends: Vec::with_capacity(1024),
+            flusher: None,
+            close: Vec::new(),
+        },
+        pacing: Pacing {
+            woke_waiters: false,
+            session_durable: false,
+            seal_hold: None,
+            hold_timer: None,
+        },
+        lifecycle: Lifecycle::Open,
         batch_hold: false,
-        session_durable: false,
-        seal_hold: None,
-        hold_timer: None,
         commit_latency_us: crate::metrics::new_latency_histogram(),
         metrics: ShardMetrics::default(),
         header,

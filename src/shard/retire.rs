@@ -19,32 +19,34 @@ pub(super) async fn truncate(core: &Core, before: Lsn, keep_from: Option<Lsn>) -
         if let Some(e) = st.refusal(core.id) {
             return Err(e);
         }
-        if before.0 > st.durable_lsn.0 + 1 {
+        if before.0 > st.marks.durable_lsn.0 + 1 {
             return Err(Error::TruncateBeyondDurable {
                 shard: core.id,
                 requested: before,
-                durable_lsn: st.durable_lsn,
+                durable_lsn: st.marks.durable_lsn,
             });
         }
         // Live readers' pins hold back what they still need (see `shm`).
         let before = st.header.retention_floor(before);
         let before = keep_from.map_or(before, |keep| before.min(keep));
         let mut k = 0;
-        while k + 1 < st.chain.len() && st.chain[k + 1].base_lsn <= before {
+        while k + 1 < st.segments.chain.len() && st.segments.chain[k + 1].base_lsn <= before {
             k += 1;
         }
-        st.chain.drain(..k).collect()
+        st.segments.chain.drain(..k).collect()
     };
     let removed = retire_segments(core, doomed, before).await?;
     if removed > 0 {
         let mut st = core.st.borrow_mut();
-        let (durable, first, generation) =
-            (st.durable_lsn, st.chain[0].base_lsn, st.active.generation);
+        let (durable, first, generation) = (
+            st.marks.durable_lsn,
+            st.segments.chain[0].base_lsn,
+            st.segments.active.generation,
+        );
         st.header.publish(durable, first, generation);
     }
     Ok(removed)
 }
-
 
 /// Retires the segments `truncate_before` dropped from the chain (oldest first): keeps up
 /// to `recycled_segment_count` spares in all by renaming a segment to its `.spare` name,
@@ -76,7 +78,7 @@ async fn retire_segments(core: &Core, doomed: Vec<ChainSegment>, before: Lsn) ->
         let st = core.st.borrow();
         core.config
             .recycled_segment_count
-            .saturating_sub(st.spares.len())
+            .saturating_sub(st.segments.spares.len())
     };
     let mut retired = Vec::new();
     for seg in &doomed {
@@ -101,6 +103,6 @@ async fn retire_segments(core: &Core, doomed: Vec<ChainSegment>, before: Lsn) ->
     let mut st = core.st.borrow_mut();
     st.metrics.segments_retired_as_spares += retired.len() as u64;
     tracing::info!(shard = %core.id, removed = doomed.len() - retired.len(), spares = retired.len(), before = %before, "truncated");
-    st.spares.extend(retired);
+    st.segments.spares.extend(retired);
     Ok(doomed.len())
 }
