@@ -1,10 +1,29 @@
 //! One shard: append, commit, sync, read, truncate, close.
 //!
 //! A [`Shard`] lives on one glommio executor and is `!Send`: clone the handle to share it
-//! between the tasks of that executor. Data flows one way: [`Shard::append`] copies the
-//! record into the open flush buffer of the ring and returns its [`Lsn`] at once; the
-//! flusher task (`flusher` module) writes sealed buffers, fdatasyncs, and moves the
-//! durable watermark, which wakes [`Shard::commit`] waiters.
+//! between the tasks of that executor.
+//!
+//! # Data flow
+//! One direction: caller -> shard -> ring -> storage -> durable watermark -> waiters.
+//! 1. [`Shard::append`] copies the record into the open flush buffer of the ring
+//!    (`crate::ring`) and returns its [`Lsn`] at once; a full buffer is sealed on the spot.
+//! 2. The flusher task (`flusher`) seals the open batch when a commit waits for it (group
+//!    commit), writes sealed batches through the storage seam (`crate::storage`), advances
+//!    the completed watermark over the written prefix, and fdatasyncs it.
+//! 3. A finished fdatasync moves the durable watermark, publishes it in the shared header
+//!    (`crate::shm`), and wakes the [`Commit`] futures it covers (`commit`).
+//!
+//! # Modules
+//! - this file: the [`Shard`] handle and its public API;
+//! - `state`: everything a shard mutates, split by concern ([`state::State`]), the
+//!   lifecycle, and the invariants checked after every flusher pass;
+//! - `flusher`: the task that moves batches to durable storage, one function per phase;
+//! - `open`: opening (directory, lease, recovery, spares, first segment, state);
+//! - `commit`: the commit waiters and the [`Commit`] future;
+//! - `retire`: truncation, which retires segments as spares or removes them.
+//!
+//! The handle and the flusher share only [`state::Core`]: the flusher never sees a
+//! [`Shard`], and nothing here knows about executors beyond spawning the flusher.
 //!
 //! # Failure
 //! After any write, fdatasync, create or remove error the shard is **failed**: every pending

@@ -2,8 +2,10 @@
 //! segment, the state, and the flusher task.
 
 use std::cell::RefCell;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
+
+use glommio::io::DmaBuffer;
 
 use super::commit::Waiters;
 use super::state::{
@@ -14,13 +16,13 @@ use crate::config::WalConfig;
 use crate::error::{Error, Result};
 use crate::lsn::{Lsn, ShardId};
 use crate::metrics::ShardMetrics;
-use crate::recovery::{scan_shard, ChainSegment};
+use crate::recovery::{scan_shard, ChainSegment, ShardScan};
 use crate::ring::Ring;
 use crate::segment::{
     first_segment_bytes, generation_of, list_spares, prepare_next, shard_dir, spare_path, Spare,
     BLOCK_BYTES,
 };
-use crate::shm::owner::HeaderOwner;
+use crate::shm::owner::{HeaderOwner, ShardHeader};
 use crate::storage::Storage;
 
 /// Makes sure glommio's process-wide "is this device pollable" probe runs on a non-empty
@@ -124,32 +126,86 @@ pub(super) async fn open_on(
             config.shard_count
         )));
     }
-    let dir = config.dir.clone();
-    let sdir = shard_dir(&dir, id);
-    if !sdir.exists() {
-        std::fs::create_dir_all(&sdir)
-            .map_err(|e| Error::io("creating shard directory", &sdir, e))?;
-        sync_std_dir(&dir)?;
-    }
+    let sdir = create_shard_dir(config, id)?;
     // The writer lease comes first: recovery may remove files, which only the owner may do.
-    let owner = HeaderOwner::acquire(&dir, config.shard_count)?;
+    let owner = HeaderOwner::acquire(&config.dir, config.shard_count)?;
     let mut header = owner.attach(id, config.publish_positions)?;
-    iopoll_probe(&dir).await?;
+    iopoll_probe(&config.dir).await?;
 
-    let scan = scan_shard(&sdir, id)?;
+    let mut scan = scan_shard(&sdir, id)?;
     if let Some(t) = &scan.torn_tail {
         tracing::warn!(shard = %id, path = %t.path.display(), offset = t.offset, lsn = %t.lsn, reason = t.reason,
             "recovery cut a torn tail: nothing after it was acknowledged");
     }
     // `scan.next_generation` is above every spare's generation too.
-    let mut spares = keep_spares(config, &sdir, &*storage, &scan.remove).await?;
+    let spares = keep_spares(config, &sdir, &*storage, &scan.remove).await?;
 
     let arena = Arena::allocate(
         config.flush_buffer_count,
         config.flush_buffer_bytes,
         crate::zero_ahead::piece_bytes(config.flush_buffer_bytes),
     );
-    let mut chain = scan.chain;
+    let chain = std::mem::take(&mut scan.chain);
+    let segments = recovered_segments(
+        config,
+        &sdir,
+        &*storage,
+        &scan,
+        chain,
+        spares,
+        &arena.zero_block,
+    )
+    .await?;
+    tracing::info!(shard = %id, dir = %config.dir.display(), next_lsn = %scan.next_lsn, records = scan.record_count,
+        segments = segments.chain.len(), registered_buffers = arena.registered, arena_bytes = arena.total_bytes, "shard open");
+
+    let durable = Lsn(scan.next_lsn.0 - 1);
+    let (first, generation) = (segments.chain[0].base_lsn, segments.active.generation);
+    header.reconcile(durable, first, generation);
+    let marks = Watermarks {
+        next_lsn: scan.next_lsn,
+        completed_lsn: durable,
+        durable_lsn: durable,
+        session_first_lsn: scan.next_lsn,
+    };
+    let st = new_state(config, Ring::new(arena.slots), marks, segments, header);
+    let core = Rc::new(Core {
+        id,
+        config: config.clone(),
+        shard_dir: sdir,
+        storage,
+        zeros: arena.zeros,
+        zero_block: arena.zero_block,
+        registered: arena.registered,
+        st: RefCell::new(st),
+    });
+    glommio::spawn_local(super::flusher::run(core.clone())).detach();
+    Ok(core)
+}
+
+/// The shard's directory, created (and its parent directory synced) when missing.
+fn create_shard_dir(config: &WalConfig, id: ShardId) -> Result<PathBuf> {
+    let sdir = shard_dir(&config.dir, id);
+    if !sdir.exists() {
+        std::fs::create_dir_all(&sdir)
+            .map_err(|e| Error::io("creating shard directory", &sdir, e))?;
+        sync_std_dir(&config.dir)?;
+    }
+    Ok(sdir)
+}
+
+/// The segments of a shard recovery just scanned: its `chain`, and the segment appends go
+/// to: the one recovery resumes, else a new one at the end of the chain (from a spare
+/// when there is one).
+async fn recovered_segments(
+    config: &WalConfig,
+    sdir: &Path,
+    storage: &dyn Storage,
+    scan: &ShardScan,
+    mut chain: Vec<ChainSegment>,
+    mut spares: Vec<Spare>,
+    zero_block: &Rc<DmaBuffer>,
+) -> Result<Segments> {
     let mut next_generation = scan.next_generation;
     let active = match &scan.resume {
         // Recovery found only zeros past `write_pos`, but not whether they are written
@@ -173,16 +229,9 @@ pub(super) async fn open_on(
                 Some(_) => config.segment_bytes,
                 None => first_segment_bytes(config.segment_bytes, config.flush_buffer_bytes),
             };
-            let p = prepare_next(
-                &*storage,
-                &sdir,
-                spare,
-                next_generation,
-                bytes,
-                &arena.zero_block,
-            )
-            .await
-            .map_err(|e| Error::io("preparing segment", &sdir, e))?;
+            let p = prepare_next(storage, sdir, spare, next_generation, bytes, zero_block)
+                .await
+                .map_err(|e| Error::io("preparing segment", sdir, e))?;
             next_generation += 1;
             chain.push(ChainSegment {
                 generation: p.generation,
@@ -198,29 +247,38 @@ pub(super) async fn open_on(
             }
         }
     };
-    tracing::info!(shard = %id, dir = %dir.display(), next_lsn = %scan.next_lsn, records = scan.record_count,
-        segments = chain.len(), registered_buffers = arena.registered, arena_bytes = arena.total_bytes, "shard open");
+    assert_eq!(
+        chain.last().map(|c| c.generation),
+        Some(active.generation),
+        "the chain ends with the active segment"
+    );
+    assert!(next_generation > active.generation);
+    Ok(Segments {
+        active,
+        prepared: None,
+        preparing: None,
+        chain,
+        spares,
+        next_generation,
+    })
+}
 
+/// A fresh state: nothing in flight, nobody waiting, open.
+fn new_state(
+    config: &WalConfig,
+    ring: Ring,
+    marks: Watermarks,
+    segments: Segments,
+    header: ShardHeader,
+) -> State {
     let n = config.flush_buffer_count;
-    let durable = Lsn(scan.next_lsn.0 - 1);
-    header.reconcile(durable, chain[0].base_lsn, active.generation);
-    let st = State {
-        ring: Ring::new(arena.slots),
-        marks: Watermarks {
-            next_lsn: scan.next_lsn,
-            completed_lsn: durable,
-            durable_lsn: durable,
-            session_first_lsn: scan.next_lsn,
-        },
-        segments: Segments {
-            active,
-            prepared: None,
-            preparing: None,
-            chain,
-            spares,
-            next_generation,
-        },
+    State {
+        ring,
+        marks,
+        segments,
         io: Io {
+            // Every piece of every slot (a slot's writes are one per set bit of its block
+            // count): submitting never allocates.
             in_flight: Vec::with_capacity(n * 32),
             piece_scratch: Vec::with_capacity(32),
             dirty: Vec::with_capacity(4),
@@ -244,17 +302,5 @@ pub(super) async fn open_on(
         commit_latency_us: crate::metrics::new_latency_histogram(),
         metrics: ShardMetrics::default(),
         header,
-    };
-    let core = Rc::new(Core {
-        id,
-        config: config.clone(),
-        shard_dir: sdir,
-        storage,
-        zeros: arena.zeros,
-        zero_block: arena.zero_block,
-        registered: arena.registered,
-        st: RefCell::new(st),
-    });
-    glommio::spawn_local(super::flusher::run(core.clone())).detach();
-    Ok(core)
+    }
 }
