@@ -33,7 +33,14 @@ pub(super) async fn truncate(core: &Core, before: Lsn, keep_from: Option<Lsn>) -
         while k + 1 < st.segments.chain.len() && st.segments.chain[k + 1].base_lsn <= before {
             k += 1;
         }
-        st.segments.chain.drain(..k).collect()
+        let doomed = st.segments.chain.drain(..k).collect();
+        // The active segment is never removed: the chain stays non-empty.
+        let s = &st.segments;
+        assert_eq!(
+            s.chain.last().map(|c| c.generation),
+            Some(s.active.generation)
+        );
+        doomed
     };
     let removed = retire_segments(core, doomed, before).await?;
     if removed > 0 {

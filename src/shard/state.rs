@@ -203,7 +203,7 @@ pub(crate) struct Wakers {
 /// The measured heuristics that decide when the flusher seals a batch, prepares a segment
 /// and zeroes (see the `flusher` module's docs).
 pub(crate) struct Pacing {
-    /// The flusher woke commit waiters in its current pass (see `flusher::drive`).
+    /// The flusher woke commit waiters in its current pass (see `flusher::end_of_passes`).
     pub woke_waiters: bool,
     /// A batch of this session became durable. Until then the flusher neither prepares
     /// the next segment nor zeroes (see `flusher`), so the first commit after opening has
@@ -540,6 +540,8 @@ impl State {
         }
         assert_eq!(s.chain.last().map(|c| c.generation), Some(a.generation));
         assert!(s.next_generation > a.generation);
+        // Preparing may take any spare: each is below the next generation.
+        assert!(s.spares.iter().all(|sp| sp.generation < s.next_generation));
         if let Some(p) = &s.prepared {
             assert!(p.generation > a.generation && p.generation < s.next_generation);
             assert!(p.zeroed_bytes <= p.segment_bytes);
