@@ -76,10 +76,8 @@ compile_error!("shardwal runs on Linux only: it needs io_uring (kernel >= 5.8) t
 pub(crate) mod arena;
 pub(crate) mod batch;
 pub mod client;
-pub(crate) mod commit;
 pub mod config;
 pub mod error;
-pub(crate) mod flusher;
 pub mod format;
 mod lifecycle;
 pub(crate) mod lsn;

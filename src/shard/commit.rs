@@ -5,10 +5,17 @@
 //! watermark at once; all waiters of one group commit see the same outcome. After an I/O
 //! error, `Waiters::wake_all` wakes everyone so they observe the failure.
 //!
-//! The list keeps its capacity, so steady-state commits allocate nothing.
+//! The list keeps its capacity, so steady-state commits allocate nothing. [`Commit`] is
+//! the future a caller awaits: it registers a waiter and resolves once the watermark
+//! covers its LSN, or the shard failed.
 
-use std::task::Waker;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 
+use super::state::Core;
+use crate::error::{Error, Result};
 use crate::lsn::Lsn;
 
 struct Waiter {
@@ -102,6 +109,85 @@ impl Waiters {
             w.waker.wake();
         }
         self.max_lsn = Lsn::ZERO;
+    }
+}
+
+/// The future [`Shard::commit`](crate::Shard::commit) returns. Dropping it before it
+/// resolves is safe: the waiter is removed and nothing else changes.
+#[must_use = "a commit does nothing unless awaited"]
+pub struct Commit {
+    core: Rc<Core>,
+    lsn: Lsn,
+    waiter: Option<u64>,
+    /// When the commit first had to wait (for the latency histogram).
+    waiting_since: Option<std::time::Instant>,
+}
+
+impl Commit {
+    /// A commit of `lsn` on the shard of `core`; it does nothing until polled.
+    pub(super) fn new(core: Rc<Core>, lsn: Lsn) -> Commit {
+        Commit {
+            core,
+            lsn,
+            waiter: None,
+            waiting_since: None,
+        }
+    }
+}
+
+impl Future for Commit {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        let this = &mut *self;
+        let core = &*this.core;
+        let mut st = core.st.borrow_mut();
+        if let Some(cause) = st.lifecycle.failure() {
+            let e = Error::ShardFailed {
+                shard: core.id,
+                cause: cause.clone(),
+            };
+            if let Some(id) = this.waiter.take() {
+                st.wakers.commits.cancel(id);
+            }
+            return Poll::Ready(Err(e));
+        }
+        if st.marks.durable_lsn >= this.lsn {
+            this.waiter = None;
+            if let Some(since) = this.waiting_since.take() {
+                let us = since.elapsed().as_micros() as u64;
+                st.commit_latency_us.saturating_record(us.max(1));
+            }
+            return Poll::Ready(Ok(()));
+        }
+        if this.lsn >= st.marks.next_lsn {
+            return Poll::Ready(Err(Error::LsnNotAppended {
+                shard: core.id,
+                requested: this.lsn,
+                last_appended: st.marks.last_appended_lsn(),
+            }));
+        }
+        let first_time = this.waiter.is_none();
+        this.waiter = Some(
+            st.wakers
+                .commits
+                .register(this.waiter, this.lsn, cx.waker()),
+        );
+        if first_time {
+            this.waiting_since = Some(std::time::Instant::now());
+            st.wake_flusher();
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Commit {
+    fn drop(&mut self) {
+        if let Some(id) = self.waiter.take() {
+            if let Ok(mut st) = self.core.st.try_borrow_mut() {
+                st.wakers.commits.cancel(id);
+            }
+        }
     }
 }
 
