@@ -155,7 +155,9 @@ impl Future for Commit {
         if st.marks.durable_lsn >= this.lsn {
             this.waiter = None;
             if let Some(since) = this.waiting_since.take() {
-                let us = since.elapsed().as_micros() as u64;
+                // Ends when the flusher woke this commit (not when it ran again): one
+                // clock read per group commit, not one per waiter.
+                let us = st.durable_at.saturating_duration_since(since).as_micros() as u64;
                 st.commit_latency_us.saturating_record(us.max(1));
             }
             return Poll::Ready(Ok(()));

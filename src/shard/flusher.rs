@@ -381,7 +381,10 @@ fn make_durable(st: &mut State, durable: Lsn) {
         let first = st.segments.chain[0].base_lsn;
         st.header
             .publish(durable, first, st.segments.active.generation);
-        st.pacing.woke_waiters |= st.wakers.commits.advance(durable) > 0;
+        if st.wakers.commits.advance(durable) > 0 {
+            st.pacing.woke_waiters = true;
+            st.durable_at = std::time::Instant::now();
+        }
     }
 }
 

@@ -76,10 +76,16 @@ impl Shard {
     /// recovers its segments, allocates its buffers, prepares a segment to write into and
     /// starts its flusher task. Use [`crate::spawn`] to run one executor per shard instead.
     ///
+    /// Recovery reads every segment's header and walks record by record only the newest
+    /// segments (back until a marker vouches for everything before them); older, sealed
+    /// segments are verified when a reader reaches them.
+    ///
     /// Errors: [`Error::InvalidConfig`] when `id` is not below the shard count; recovery's:
     /// [`Error::ForeignFile`] and [`Error::NewerFormat`] for files it must not touch,
-    /// [`Error::Corruption`] for damage below the vouched-for durable point, [`Error::Io`]
-    /// when a file cannot be read or created; [`Error::LogLocked`] when another process owns the log. Panics when called outside a glommio executor.
+    /// [`Error::Corruption`] for damage below the vouched-for durable point in the segments
+    /// it walks (damage in older segments is reported by the reader that reaches it),
+    /// [`Error::Io`] when a file cannot be read or created; [`Error::LogLocked`] when another
+    /// process owns the log. Panics when called outside a glommio executor.
     pub async fn open(config: &WalConfig, id: ShardId) -> Result<Shard> {
         let storage = DmaStorage::new(config.durability == Durability::Dsync);
         Shard::open_on(config, id, Rc::new(storage)).await

@@ -300,6 +300,7 @@ fn new_state(
         lifecycle: Lifecycle::Open,
         batch_hold: false,
         commit_latency_us: crate::metrics::new_latency_histogram(),
+        durable_at: std::time::Instant::now(),
         metrics: ShardMetrics::default(),
         header,
     }
