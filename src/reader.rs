@@ -50,6 +50,9 @@ pub struct LogReader {
     from: Lsn,
     upto: Lsn,
     done: bool,
+    /// Where to begin in the first segment read, instead of its first frame: a batch's
+    /// `(generation, first LSN, marker position)` (see [`LogReader::starting_at`]).
+    start: Option<(u64, Lsn, u64)>,
 }
 
 impl LogReader {
@@ -111,7 +114,21 @@ impl LogReader {
             expected,
             from,
             upto,
+            start: None,
         })
+    }
+
+    /// Begins the first segment at a batch instead of its first frame: `start` is the
+    /// segment's generation, the batch's first LSN (at or below the reader's start) and the
+    /// file position of its marker, as the shard noted them when it sealed the batch. A
+    /// hint for another segment, or past the start LSN, is ignored. Every frame read from
+    /// there is verified as usual, so a wrong hint ends in [`Error::Corruption`], never in
+    /// a wrong record.
+    pub(crate) fn starting_at(mut self, start: Option<(u64, Lsn, u64)>) -> LogReader {
+        self.start = start.filter(|&(_, lsn, pos)| {
+            lsn <= self.from && pos >= BLOCK_BYTES as u64 && pos % BLOCK_BYTES as u64 == 0
+        });
+        self
     }
 
     /// The highest LSN this reader will return.
@@ -154,6 +171,12 @@ impl LogReader {
         }
         self.seed = segment_seed(header.shard.0, header.generation);
         self.pos = BLOCK_BYTES as u64;
+        if let Some((generation, lsn, pos)) = self.start.take() {
+            if generation == header.generation && lsn >= self.expected {
+                self.pos = pos;
+                self.expected = lsn;
+            }
+        }
         debug_assert_eq!(window.path(), self.path);
         self.window = Some(window);
         Ok(())

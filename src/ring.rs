@@ -176,6 +176,15 @@ impl Ring {
         ))
     }
 
+    /// The open batch's first LSN and its marker's file position, when it holds a record.
+    pub fn open_batch_start(&self) -> Option<(Lsn, u64)> {
+        let slot = &self.slots[self.open?];
+        (slot.record_count > 0).then(|| {
+            let first = Lsn(slot.last_lsn.0 + 1 - u64::from(slot.record_count));
+            (first, slot.file_pos + slot.marker_offset as u64)
+        })
+    }
+
     /// Records in the open slot (0 when none is open).
     pub fn open_record_count(&self) -> u32 {
         self.open.map_or(0, |i| self.slots[i].record_count)

@@ -39,11 +39,13 @@
 //! overwritten entries). Memory per call: the range plus the reader's buffer (one 1 MiB
 //! chunk for a [`Shard`], one 1 MiB batch through the client).
 //!
-//! Cost of a miss, honestly: the shard's readers cannot seek inside a segment (the shard
-//! does not hand out records' file offsets), so a **new** reader starts at the first
-//! frame of the segment that holds the LSN and walks (reads and checks) every frame before
-//! it: up to one segment (`segment_bytes`, 64 MiB by default) for the first miss in a
-//! segment. The store therefore keeps the reader a miss used, positioned after it, and the
+//! Cost of a miss: a **new** reader ([`Shard::reader`]) begins at the batch the shard noted
+//! nearest below the LSN, in a segment written since the shard opened: it reads at most
+//! about 1 MiB plus one batch before the first wanted record (the shard's batch index, one
+//! entry per MiB of segment). In a segment written before the shard last opened it starts
+//! at the segment's first frame and walks (reads and checks) every frame before the LSN:
+//! up to one segment (`segment_bytes`, 64 MiB by default) for the first miss in such a
+//! segment. The store also keeps the reader a miss used, positioned after it, and the
 //! next miss that starts at most [`CURSOR_REUSE_RECORDS`] records further on continues
 //! there: a lagging follower catching up sequentially costs what its ranges hold (plus
 //! the store's records in between), not a segment per call. A kept reader ends at the

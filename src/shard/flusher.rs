@@ -417,6 +417,7 @@ fn prepare(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
             // Rotating to it pushes onto the chain inside `append`, which must not
             // allocate: make room here, off the append path.
             st.segments.chain.reserve(1);
+            st.segments.index.reserve_next();
             st.segments.prepared = Some(p);
             st.wake_appenders();
         }

@@ -30,6 +30,7 @@
 //! and later call returns [`Error::ShardFailed`] until the WAL is reopened, which runs
 //! recovery. A commit that failed has an unknown outcome. Nothing retries an fdatasync.
 
+mod batch_index;
 mod commit;
 mod flusher;
 mod open;
@@ -316,14 +317,19 @@ impl Shard {
     /// replays.
     ///
     /// Errors: [`Error::Truncated`] when `from` is below [`Shard::first_lsn`].
+    ///
+    /// In a segment written since the shard opened, the reader begins at the batch nearest
+    /// below `from` (see `batch_index`): it reads at most about 1 MiB plus one batch before
+    /// its first record. In older segments it walks from the segment's start.
     pub fn reader(&self, from: Lsn) -> Result<LogReader> {
         let st = self.core.st.borrow();
-        LogReader::new(
-            self.core.id,
-            st.segments.chain.clone(),
-            from,
-            st.marks.durable_lsn,
-        )
+        let chain = &st.segments.chain;
+        let hint = chain
+            .iter()
+            .rposition(|s| s.base_lsn <= from)
+            .and_then(|i| st.segments.index.hint(chain[i].generation, from));
+        let reader = LogReader::new(self.core.id, chain.clone(), from, st.marks.durable_lsn)?;
+        Ok(reader.starting_at(hint.map(|h| (h.generation, h.lsn, h.file_pos))))
     }
 
     /// Removes whole segments whose records are all below `before`; returns how many. The

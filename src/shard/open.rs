@@ -253,6 +253,8 @@ async fn recovered_segments(
         "the chain ends with the active segment"
     );
     assert!(next_generation > active.generation);
+    let mut index = super::batch_index::BatchIndex::new(config.segment_bytes);
+    index.reserve_next(); // for the active segment's batches
     Ok(Segments {
         active,
         prepared: None,
@@ -260,6 +262,7 @@ async fn recovered_segments(
         chain,
         spares,
         next_generation,
+        index,
     })
 }
 

@@ -122,6 +122,8 @@ pub(crate) struct Segments {
     pub spares: Vec<Spare>,
     /// The generation the next prepared segment gets; above every file's.
     pub next_generation: u64,
+    /// Where this session's batches start, for readers (see `batch_index`).
+    pub index: super::batch_index::BatchIndex,
 }
 
 impl Segments {
@@ -472,6 +474,10 @@ impl State {
 
     /// Seals the open batch and moves the write position past it.
     pub fn seal_open(&mut self) {
+        if let Some((first, marker_pos)) = self.ring.open_batch_start() {
+            let generation = self.segments.active.generation;
+            self.segments.index.note(generation, first, marker_pos);
+        }
         let end = self.ring.seal_open(self.marks.durable_lsn);
         let a = &mut self.segments.active;
         assert!(
