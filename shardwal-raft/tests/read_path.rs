@@ -4,25 +4,18 @@
 //! written; entries not yet durable must be served; reads must cross truncations and
 //! purges; a sequential scan must continue on one reader instead of opening one per call.
 
+mod common;
+use common::config;
 use openraft::alias::EntryOf;
 use openraft::entry::RaftEntry;
 use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
 use openraft::testing::log_id;
 use openraft_rt::{AsyncRuntime, Oneshot};
-use shardwal::{CpuPlacement, Shard, ShardId, WalConfig};
+use shardwal::{Shard, ShardId, WalConfig};
 use shardwal_raft::types::{KvConfig, Put};
 use shardwal_raft::{GlommioRuntime, ShardLogStore, DEFAULT_CACHE_BYTES};
 
 type Store = ShardLogStore<KvConfig>;
-
-fn config(dir: &std::path::Path) -> WalConfig {
-    WalConfig::builder(dir)
-        .shard_count(1)
-        .placement(CpuPlacement::Unbound)
-        .segment_bytes(1 << 20)
-        .build()
-        .unwrap()
-}
 
 async fn open(config: &WalConfig, cache_bytes: usize) -> Store {
     let shard = Shard::open(config, ShardId(0)).await.unwrap();

@@ -2,6 +2,8 @@
 //! the log state, vote, committed id and entries must be the ones written, including
 //! truncations and purges that crossed segment boundaries. A foreign record is refused.
 
+mod common;
+use common::config;
 use std::collections::BTreeSet;
 
 use openraft::alias::{EntryOf, LogIdOf, VoteOf};
@@ -10,20 +12,11 @@ use openraft::storage::{IOFlushed, RaftLogReader, RaftLogStorage};
 use openraft::testing::{blank_ent, log_id, membership_ent};
 use openraft::vote::RaftVote;
 use openraft_rt::{AsyncRuntime, Oneshot};
-use shardwal::{CpuPlacement, Shard, ShardId, WalConfig};
+use shardwal::{Shard, ShardId, WalConfig};
 use shardwal_raft::types::{KvConfig, Put};
 use shardwal_raft::{GlommioRuntime, ShardLogStore};
 
 type Store = ShardLogStore<KvConfig>;
-
-fn config(dir: &std::path::Path) -> WalConfig {
-    WalConfig::builder(dir)
-        .shard_count(1)
-        .placement(CpuPlacement::Unbound)
-        .segment_bytes(1 << 20)
-        .build()
-        .unwrap()
-}
 
 async fn open(config: &WalConfig) -> Store {
     let shard = Shard::open(config, ShardId(0)).await.unwrap();

@@ -4,26 +4,19 @@
 //! default entry cache, and with none (every durable entry is then read back from the
 //! shard).
 
+mod common;
+use common::config;
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::StorageError;
 use openraft_rt::AsyncRuntime;
 use openraft_rt_tokio::TokioRuntime;
-use shardwal::{CpuPlacement, Shard, ShardId, Wal, WalConfig};
+use shardwal::{Shard, ShardId, Wal};
 use shardwal_raft::kv::KvStateMachine;
 use shardwal_raft::types::{KvConfig, KvTokioConfig};
 use shardwal_raft::{ClientShard, GlommioRuntime, ShardLogStore, DEFAULT_CACHE_BYTES};
 use tempfile::TempDir;
 
 /// One shard of 1 MiB segments in `dir`.
-fn config(dir: &std::path::Path) -> WalConfig {
-    WalConfig::builder(dir)
-        .shard_count(1)
-        .placement(CpuPlacement::Unbound)
-        .segment_bytes(1 << 20)
-        .build()
-        .expect("config")
-}
-
 /// A fresh log directory per case, its shard opened on the suite's own executor; the
 /// store's entry cache budget in bytes.
 struct ShardStoreBuilder(usize);
