@@ -142,14 +142,7 @@ impl Shard {
         let mut counted_wait = false;
         poll_fn(|cx| {
             let mut st = core.st.borrow_mut();
-            if let Some(e) = st.refusal(core.id) {
-                return Poll::Ready(Err(e));
-            }
-            if st.batch_hold {
-                // A batch is on its way into the ring; it wakes appenders when done.
-                st.wakers.appends.push(cx.waker().clone());
-                return Poll::Pending;
-            }
+            std::task::ready!(st.poll_admission(core.id, cx))?;
             match st.try_append(core, payload) {
                 Some(lsn) => Poll::Ready(Ok(lsn)),
                 None => {
@@ -400,13 +393,7 @@ impl BatchHold {
         let core = &shard.core;
         poll_fn(|cx| {
             let mut st = core.st.borrow_mut();
-            if let Some(e) = st.refusal(core.id) {
-                return Poll::Ready(Err(e));
-            }
-            if st.batch_hold {
-                st.wakers.appends.push(cx.waker().clone());
-                return Poll::Pending;
-            }
+            std::task::ready!(st.poll_admission(core.id, cx))?;
             st.batch_hold = true;
             Poll::Ready(Ok(BatchHold(core.clone())))
         })

@@ -21,7 +21,7 @@
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 
 use futures::future::LocalBoxFuture;
 
@@ -400,6 +400,24 @@ impl State {
             }),
             Lifecycle::Closing { .. } | Lifecycle::Closed => Some(Error::Closed { shard }),
         }
+    }
+
+    /// Whether an append (or a batch) may go ahead now: `Ready(Err)` when the shard refuses
+    /// it ([`State::refusal`]), `Pending` with the caller's waker kept while another batch
+    /// is being copied in (it wakes appenders when done), `Ready(Ok)` otherwise.
+    pub fn poll_admission(
+        &mut self,
+        shard: ShardId,
+        cx: &mut Context<'_>,
+    ) -> Poll<crate::error::Result<()>> {
+        if let Some(e) = self.refusal(shard) {
+            return Poll::Ready(Err(e));
+        }
+        if self.batch_hold {
+            self.wakers.appends.push(cx.waker().clone());
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// The first LSN in the open (unsealed) batch, if it holds any record.
