@@ -33,14 +33,6 @@ fn key(writer: usize, seq: usize) -> String {
     format!("writer-{writer}/record-{seq}")
 }
 
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Every record of every shard of the closed log in `dir`, checking that each shard's LSNs
 /// run 1, 2, 3, ... without a gap.
 fn read_log(dir: &Path, shards: u32) -> Vec<Vec<(Lsn, Vec<u8>)>> {

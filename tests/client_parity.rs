@@ -15,14 +15,6 @@ use shardwal::client::READ_BATCH_BYTES;
 use shardwal::storage::{FaultPlan, SimStorage};
 use shardwal::{Client, Error, Lsn, Shard, ShardId, Wal};
 
-fn tokio_rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// A payload naming its writer and sequence number, 1 ..= ~600 bytes.
 fn rec(writer: usize, seq: usize) -> Bytes {
     let tag = format!("<w{writer} n{seq}>");

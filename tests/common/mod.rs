@@ -29,6 +29,15 @@ where
     ex.run(f())
 }
 
+/// A tokio runtime with two worker threads (the tests that drive a `Client` from tokio).
+pub fn tokio_rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// A payload that encodes its shard and sequence number, of a length that varies.
 pub fn payload(shard: u32, seq: u64) -> Vec<u8> {
     let len = 1 + ((seq * 7919 + shard as u64 * 31) % 700) as usize;
