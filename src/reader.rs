@@ -249,3 +249,66 @@ impl Iterator for LogReader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CpuPlacement, WalConfig};
+    use crate::Shard;
+
+    /// A start hint that is wrong (not where its LSN's batch begins) never yields a wrong
+    /// record: the frames read from there fail their checks, and the reader says
+    /// `Corruption`.
+    #[test]
+    fn a_wrong_start_hint_ends_in_corruption_never_in_a_wrong_record() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = WalConfig::builder(d.path())
+            .shard_count(1)
+            .placement(CpuPlacement::Unbound)
+            .flush_buffer_bytes(64 << 10)
+            .segment_bytes(1 << 20)
+            .max_record_bytes(16 << 10)
+            .build()
+            .unwrap();
+        let body = |lsn: u64| vec![lsn as u8; 1000];
+        let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(cfg.io_memory_bytes())
+            .make()
+            .unwrap();
+        ex.run(async {
+            let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+            for n in 1..=200u64 {
+                let lsn = s.append(&body(n)).await.unwrap();
+                if n % 10 == 0 {
+                    s.commit(lsn).await.unwrap();
+                }
+            }
+            s.close().await.unwrap();
+        });
+        let scan = scan_shard(&shard_dir(d.path(), ShardId(0)), ShardId(0)).unwrap();
+        let (generation, upto) = (scan.chain[0].generation, Lsn(scan.next_lsn.0 - 1));
+        assert!(upto >= Lsn(60));
+        // 4096: the first batch's marker (its records start at LSN 1, not 50); 8192 and
+        // 12288: inside the first batches' records, not at LSN 50's batch.
+        for pos in [4096u64, 8192, 12288] {
+            let reader = LogReader::new(ShardId(0), scan.chain.clone(), Lsn(60), upto)
+                .unwrap()
+                .starting_at(Some((generation, Lsn(50), pos)));
+            let mut corruption = false;
+            for item in reader {
+                match item {
+                    Ok(r) => assert_eq!(r.payload.as_ref(), body(r.lsn.0), "lsn {}", r.lsn),
+                    Err(Error::Corruption { .. }) => corruption = true,
+                    Err(e) => panic!("hint at {pos}: {e}"),
+                }
+            }
+            assert!(corruption, "a wrong hint at {pos} went unnoticed");
+        }
+        // The same reader without a hint reads every record from LSN 60.
+        let all: Vec<Record> = LogReader::new(ShardId(0), scan.chain, Lsn(60), upto)
+            .unwrap()
+            .collect::<Result<_>>()
+            .unwrap();
+        assert_eq!(all.len() as u64, upto.0 - 59);
+    }
+}
