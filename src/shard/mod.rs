@@ -403,10 +403,12 @@ impl BatchHold {
 
 impl Drop for BatchHold {
     fn drop(&mut self) {
-        if let Ok(mut st) = self.0.st.try_borrow_mut() {
-            assert!(st.batch_hold, "a batch hold is released once");
-            st.batch_hold = false;
-            st.wake_appenders();
-        }
+        // Not `try_borrow_mut`: a hold that silently stayed would stop every later append
+        // of the shard. The state is borrowed only inside a poll or a flusher pass, and a
+        // hold is dropped outside both (after its batch's poll returned, or with its future).
+        let mut st = self.0.st.borrow_mut();
+        assert!(st.batch_hold, "a batch hold is released once");
+        st.batch_hold = false;
+        st.wake_appenders();
     }
 }
