@@ -90,6 +90,7 @@ pub mod recovery;
 pub(crate) mod recovery;
 pub(crate) mod ring;
 pub(crate) mod runtime;
+pub(crate) mod seek;
 pub(crate) mod segment;
 pub(crate) mod shard;
 pub mod shm;

@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::lsn::{Lsn, ShardId};
 use crate::record::segment_seed;
 use crate::recovery::{scan_shard, ChainSegment};
+use crate::seek::Learner;
 use crate::segment::{shard_dir, SegmentHeader, BLOCK_BYTES};
 use crate::walk::{SegmentWindow, WalkStep};
 
@@ -53,6 +54,9 @@ pub struct LogReader {
     /// Where to begin in the first segment read, instead of its first frame: a batch's
     /// `(generation, first LSN, marker position)` (see [`LogReader::starting_at`]).
     start: Option<(u64, Lsn, u64)>,
+    /// Notes the batch starts of older segments it walks from their start, for the shard
+    /// it came from (see [`crate::seek`]).
+    learner: Option<Learner>,
 }
 
 impl LogReader {
@@ -115,6 +119,7 @@ impl LogReader {
             from,
             upto,
             start: None,
+            learner: None,
         })
     }
 
@@ -128,6 +133,13 @@ impl LogReader {
         self.start = start.filter(|&(_, lsn, pos)| {
             lsn <= self.from && pos >= BLOCK_BYTES as u64 && pos % BLOCK_BYTES as u64 == 0
         });
+        self
+    }
+
+    /// Teaches `learner` the batch starts of the segments this reader walks from their
+    /// first frame.
+    pub(crate) fn learning(mut self, learner: Learner) -> LogReader {
+        self.learner = Some(learner);
         self
     }
 
@@ -177,6 +189,9 @@ impl LogReader {
                 self.expected = lsn;
             }
         }
+        if let Some(learner) = &mut self.learner {
+            learner.enter(header.generation, self.pos == BLOCK_BYTES as u64);
+        }
         debug_assert_eq!(window.path(), self.path);
         self.window = Some(window);
         Ok(())
@@ -190,6 +205,9 @@ impl LogReader {
             .get(self.seg_idx + 1)
             .is_some_and(|s| s.base_lsn == self.expected);
         if continues {
+            if let Some(learner) = &mut self.learner {
+                learner.leave(damaged.is_none());
+            }
             self.seg_idx += 1;
             self.window = None;
             return None;
@@ -224,7 +242,12 @@ impl Iterator for LogReader {
                 Err(e) => return self.io_error(e),
             };
             match step {
-                WalkStep::Skip { next, .. } => self.pos = next,
+                WalkStep::Skip { next, vouched } => {
+                    if let (Some(learner), Some(_)) = (&mut self.learner, vouched) {
+                        learner.marker(self.pos, self.expected);
+                    }
+                    self.pos = next;
+                }
                 WalkStep::Record { lsn, payload, next } => {
                     assert_eq!(lsn, self.expected, "the walk yields records in order");
                     self.pos = next;

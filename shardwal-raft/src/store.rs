@@ -39,13 +39,17 @@
 //! overwritten entries). Memory per call: the range plus the reader's buffer (one 1 MiB
 //! chunk for a [`Shard`], one 1 MiB batch through the client).
 //!
-//! Cost of a miss: a **new** reader ([`Shard::reader`]) begins at the batch the shard noted
-//! nearest below the LSN, in a segment written since the shard opened: it reads at most
-//! about 1 MiB plus one batch before the first wanted record (the shard's batch index, one
-//! entry per MiB of segment). In a segment written before the shard last opened it starts
-//! at the segment's first frame and walks (reads and checks) every frame before the LSN:
-//! up to one segment (`segment_bytes`, 64 MiB by default) for the first miss in such a
-//! segment. The store also keeps the reader a miss used, positioned after it, and the
+//! Cost of a miss: a **new** reader ([`Shard::reader`]) begins at the batch the shard knows
+//! nearest below the LSN and reads at most about 1 MiB plus one batch before the first
+//! wanted record. The shard knows the batches it wrote since it opened (its batch index,
+//! one entry per MiB of segment), and those of every older segment a reader has walked
+//! from its start: the store's own open replays the whole shard from its first record, so
+//! after [`ShardLogStore::open`] every segment of the log is covered (see `shardwal`'s
+//! `seek` module; 16 bytes per MiB of log, at most 1,024 segments per index). Only a
+//! segment that no walk has covered (none, for a store opened by
+//! [`ShardLogStore::open`]; more than 1,024 older segments) is walked from its first
+//! frame, up to one segment (`segment_bytes`, 64 MiB by default). The store also keeps
+//! the reader a miss used, positioned after it, and the
 //! next miss that starts at most [`CURSOR_REUSE_RECORDS`] records further on continues
 //! there: a lagging follower catching up sequentially costs what its ranges hold (plus
 //! the store's records in between), not a segment per call. A kept reader ends at the

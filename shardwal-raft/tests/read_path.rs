@@ -2,7 +2,9 @@
 //! reads through the shard for the rest. Entries read back after the cache evicted them
 //! must be the entries written; the cache must stay within its budget however much is
 //! written; entries not yet durable must be served; reads must cross truncations and
-//! purges; a sequential scan must continue on one reader instead of opening one per call.
+//! purges; a sequential scan must continue on one reader instead of opening one per call;
+//! after a reopen, a miss into a segment written before it must begin near its entry (the
+//! store's replay taught the shard where that segment's batches start).
 
 mod common;
 use common::config;
@@ -279,4 +281,48 @@ fn through_the_client_reads_match_and_a_kept_stream_does_not_block_a_purge() {
         );
     });
     wal.close().unwrap();
+}
+
+#[test]
+fn after_a_reopen_a_miss_into_an_older_segment_begins_near_its_entry() {
+    const ENTRIES: u64 = 12_000; // over 12 MB: an 8 MiB first segment, then the next
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = WalConfig::builder(dir.path())
+        .shard_count(1)
+        .placement(shardwal::CpuPlacement::Unbound)
+        .segment_bytes(64 << 20)
+        .build()
+        .unwrap();
+    GlommioRuntime::new(1).block_on(async {
+        let mut store = open(&cfg, 0).await;
+        for lo in (1..=ENTRIES).step_by(100) {
+            append(&mut store, (lo..lo + 100).map(|i| put(1, i)).collect()).await;
+        }
+        store.backend().close().await.unwrap();
+    });
+    let segments =
+        shardwal::format::list_segments(&shardwal::format::shard_dir(dir.path(), ShardId(0)))
+            .unwrap();
+    assert!(segments.len() >= 2, "a sealed segment exists: {segments:?}");
+    let first_segment = segments[0].1.clone();
+
+    GlommioRuntime::new(1).block_on(async {
+        // Opening replays the whole shard: every older segment is walked from its start.
+        let mut store = open(&cfg, 0).await;
+        // Damage 200 KiB into the first segment: only a read that walks that segment from
+        // its start meets it.
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&first_segment)
+            .unwrap();
+        std::os::unix::fs::FileExt::write_all_at(&f, &[0xA5; 64], 200 << 10).unwrap();
+        drop(f);
+        // Entry 5000 is about 5 MB into the first segment: the read begins at a batch the
+        // replay noted, past the damage.
+        let got = store.try_get_log_entries(5000..5010).await.unwrap();
+        assert_eq!(got, (5000..5010).map(|i| put(1, i)).collect::<Vec<_>>());
+        // A read from the start walks into the damage and says so.
+        assert!(store.try_get_log_entries(1..500).await.is_err());
+        store.backend().close().await.unwrap();
+    });
 }

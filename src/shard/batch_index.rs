@@ -8,8 +8,9 @@
 //! at or below its start LSN and begins there: it reads at most about one stride plus one
 //! batch before its first record, whatever the segment size.
 //!
-//! Only segments written in this session are indexed (the index lives in memory; a
-//! reopened log's older segments are walked from their start). Sealing happens inside
+//! Only segments written in this session are indexed (the index lives in memory). A
+//! reopened log's older segments are walked from their start until a reader has walked
+//! them once: see [`crate::seek`] for what such a reader teaches the shard. Sealing happens inside
 //! `append`, which allocates nothing: the flusher reserves the next segment's entries
 //! ([`BatchIndex::reserve_next`]) when it prepares that segment, and a segment that
 //! found no reserved room is simply not indexed. At most [`MAX_INDEXED_SEGMENTS`] segments
@@ -19,11 +20,7 @@ use std::collections::VecDeque;
 
 use crate::lsn::Lsn;
 
-/// Minimum distance between two indexed batches of one segment, in bytes.
-pub(crate) const INDEX_STRIDE_BYTES: u64 = 1 << 20;
-
-/// Segments whose batch starts are kept; older ones are walked from their start.
-pub(crate) const MAX_INDEXED_SEGMENTS: usize = 1024;
+pub(crate) use crate::seek::{INDEX_STRIDE_BYTES, MAX_INDEXED_SEGMENTS};
 
 /// Where to begin reading a segment: the first LSN of a batch and its marker's offset.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

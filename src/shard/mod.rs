@@ -50,6 +50,7 @@ use crate::error::{Error, Result};
 use crate::lsn::{Lsn, ShardId};
 use crate::metrics::ShardMetrics;
 use crate::reader::LogReader;
+use crate::seek::Learner;
 use crate::storage::{DmaStorage, Storage};
 use crate::Durability;
 
@@ -311,18 +312,30 @@ impl Shard {
     ///
     /// Errors: [`Error::Truncated`] when `from` is below [`Shard::first_lsn`].
     ///
-    /// In a segment written since the shard opened, the reader begins at the batch nearest
-    /// below `from` (see `batch_index`): it reads at most about 1 MiB plus one batch before
-    /// its first record. In older segments it walks from the segment's start.
+    /// The reader begins at the batch nearest below `from` that the shard knows of, and
+    /// reads at most about 1 MiB plus one batch before its first record: in a segment
+    /// written since the shard opened (see `batch_index`), or in an older one that some
+    /// reader already walked from its start (see the `seek` module: such a walk, for example a
+    /// replay from the first record, teaches the shard the segment's batch starts).
+    /// Otherwise it walks the segment from its first frame.
     pub fn reader(&self, from: Lsn) -> Result<LogReader> {
         let st = self.core.st.borrow();
         let chain = &st.segments.chain;
         let hint = chain
             .iter()
             .rposition(|s| s.base_lsn <= from)
-            .and_then(|i| st.segments.index.hint(chain[i].generation, from));
+            .and_then(|i| {
+                let generation = chain[i].generation;
+                let own = st.segments.index.hint(generation, from);
+                let own = own.map(|h| (h.generation, h.lsn, h.file_pos));
+                own.or_else(|| {
+                    let (lsn, pos) = self.core.learned.hint(generation, from)?;
+                    Some((generation, lsn, pos))
+                })
+            });
         let reader = LogReader::new(self.core.id, chain.clone(), from, st.marks.durable_lsn)?;
-        Ok(reader.starting_at(hint.map(|h| (h.generation, h.lsn, h.file_pos))))
+        let learner = Learner::new(self.core.learned.clone(), self.core.learn_upto_generation);
+        Ok(reader.starting_at(hint).learning(learner))
     }
 
     /// Removes whole segments whose records are all below `before`; returns how many. The

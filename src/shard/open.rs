@@ -4,6 +4,7 @@
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use glommio::io::DmaBuffer;
 
@@ -18,6 +19,7 @@ use crate::lsn::{Lsn, ShardId};
 use crate::metrics::ShardMetrics;
 use crate::recovery::{scan_shard, ChainSegment, ShardScan};
 use crate::ring::Ring;
+use crate::seek::LearnedStarts;
 use crate::segment::{
     first_segment_bytes, generation_of, list_spares, prepare_next, shard_dir, spare_path, Spare,
     BLOCK_BYTES,
@@ -177,6 +179,8 @@ pub(super) async fn open_on(
         zeros: arena.zeros,
         zero_block: arena.zero_block,
         registered: arena.registered,
+        learned: Arc::new(LearnedStarts::new(config.segment_bytes)),
+        learn_upto_generation: generation,
         st: RefCell::new(st),
     });
     glommio::spawn_local(super::flusher::run(core.clone())).detach();

@@ -36,6 +36,7 @@ pub(super) async fn truncate(core: &Core, before: Lsn, keep_from: Option<Lsn>) -
         let doomed = st.segments.chain.drain(..k).collect();
         let oldest_kept = st.segments.chain[0].generation;
         st.segments.index.retire_below(oldest_kept);
+        core.learned.retire_below(oldest_kept);
         // The active segment is never removed: the chain stays non-empty.
         let s = &st.segments;
         assert_eq!(

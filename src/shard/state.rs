@@ -21,6 +21,7 @@
 use std::cell::RefCell;
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use futures::future::LocalBoxFuture;
@@ -33,6 +34,7 @@ use crate::metrics::ShardMetrics;
 use crate::record::{encode_record, frame_bytes, segment_seed, FRAME_HEADER_BYTES};
 use crate::recovery::ChainSegment;
 use crate::ring::{BatchTarget, PieceWrite, Ring};
+use crate::seek::LearnedStarts;
 use crate::segment::{PreparedSegment, SegmentHeader, Spare, BLOCK_BYTES};
 use crate::shm::owner::ShardHeader;
 use crate::storage::{Storage, StorageFile};
@@ -50,6 +52,12 @@ pub(crate) struct Core {
     pub zero_block: Rc<glommio::io::DmaBuffer>,
     /// Whether the arena lies in io_uring-registered memory.
     pub registered: bool,
+    /// Batch starts that readers learned in segments written before this session (see
+    /// [`crate::seek`]); shared with those readers, on any thread.
+    pub learned: Arc<LearnedStarts>,
+    /// The active segment's generation at open: readers learn segments up to it (later ones
+    /// are in the session's own index).
+    pub learn_upto_generation: u64,
     pub st: RefCell<State>,
 }
 
