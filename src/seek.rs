@@ -29,9 +29,13 @@ use crate::segment::BLOCK_BYTES;
 /// Minimum distance between two indexed batches of one segment, in bytes.
 pub(crate) const INDEX_STRIDE_BYTES: u64 = 1 << 20;
 
-/// Segments whose batch starts are kept (by each index); older ones are walked from their
-/// start.
+/// Segments whose batch starts the shard's own index keeps (segments written this session);
+/// older ones are walked from their start.
 pub(crate) const MAX_INDEXED_SEGMENTS: usize = 1024;
+
+/// Segments whose learned batch starts are kept: 1 TiB of 64 MiB segments, at most about
+/// 17 MiB of entries; the lowest generations are dropped first.
+pub(crate) const MAX_LEARNED_SEGMENTS: usize = 16 * 1024;
 
 /// One segment's learned starts: `(complete, entries)`.
 type Learned = (bool, Vec<(Lsn, u64)>);
@@ -91,7 +95,7 @@ impl LearnedStarts {
             return;
         }
         segments.insert(generation, (complete, entries));
-        while segments.len() > MAX_INDEXED_SEGMENTS {
+        while segments.len() > MAX_LEARNED_SEGMENTS {
             segments.pop_first();
         }
     }
@@ -244,10 +248,10 @@ mod tests {
     #[test]
     fn keeps_at_most_the_newest_segments() {
         let sink = LearnedStarts::new(MIB);
-        for generation in 0..(MAX_INDEXED_SEGMENTS as u64 + 5) {
+        for generation in 0..(MAX_LEARNED_SEGMENTS as u64 + 5) {
             sink.offer(generation, true, vec![(Lsn(generation + 1), 4096)]);
         }
-        assert_eq!(sink.segment_count(), MAX_INDEXED_SEGMENTS);
+        assert_eq!(sink.segment_count(), MAX_LEARNED_SEGMENTS);
         assert_eq!(sink.hint(4, Lsn(100)), None);
         assert!(sink.hint(5, Lsn(100)).is_some());
     }

@@ -45,9 +45,9 @@
 //! one entry per MiB of segment), and those of every older segment a reader has walked
 //! from its start: the store's own open replays the whole shard from its first record, so
 //! after [`ShardLogStore::open`] every segment of the log is covered (see `shardwal`'s
-//! `seek` module; 16 bytes per MiB of log, at most 1,024 segments per index). Only a
+//! `seek` module; 16 bytes per MiB of log, at most 16,384 older segments). Only a
 //! segment that no walk has covered (none, for a store opened by
-//! [`ShardLogStore::open`]; more than 1,024 older segments) is walked from its first
+//! [`ShardLogStore::open`] on up to 16,384 older segments) is walked from its first
 //! frame, up to one segment (`segment_bytes`, 64 MiB by default). The store also keeps
 //! the reader a miss used, positioned after it, and the
 //! next miss that starts at most [`CURSOR_REUSE_RECORDS`] records further on continues
