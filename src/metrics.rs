@@ -39,4 +39,8 @@ pub struct ShardMetrics {
     pub zeroed_bytes: u64,
     /// I/O errors seen (the first one fails the shard).
     pub io_errors: u64,
+    /// Batches sealed by `append` as a piece of a larger batch that no commit waited for
+    /// yet, so that their write overlaps the copy of the next piece (counted in `flushes`
+    /// too).
+    pub piece_seals: u64,
 }

@@ -190,6 +190,11 @@ impl Ring {
         self.open.map_or(0, |i| self.slots[i].record_count)
     }
 
+    /// Bytes used in the open slot, header block and marker included (0 when none is open).
+    pub fn open_used_bytes(&self) -> usize {
+        self.open.map_or(0, |i| self.slots[i].used_bytes)
+    }
+
     /// Seals the open slot: writes its marker with `durable_lsn`, zeroes the tail up to the
     /// next 4 KiB boundary. Returns the file position right after the batch.
     pub fn seal_open(&mut self, durable_lsn: Lsn) -> u64 {

@@ -13,6 +13,11 @@
 //! the write head while the shard is quiet (the workload sleeps now and then), so crashes
 //! also land between allocations, zero pieces and the records written over them.
 //!
+//! Every fourth seed (`seed % 4 == 3`, see [`pieces`]) runs 1 MiB flush buffers, 2-3 MiB
+//! segments and records of 16-70 KB, so that batches no commit waits for are sealed as
+//! 512 KiB pieces and their fdatasyncs are held (`shard/overlap.rs`), with crashes between
+//! pieces, their writes and the commit that syncs them.
+//!
 //! `SHARDWAL_SIM_SEEDS=N` runs N seeds (default 200); `SHARDWAL_SIM_SEED=S` replays one.
 
 mod common;
@@ -58,10 +63,17 @@ struct Totals {
     segments_retired_as_spares: u64,
     allocations_dropped: u64,
     zeroed_bytes: u64,
+    piece_seals: u64,
+}
+
+/// Whether `seed` runs the large-record configuration that seals pieces.
+fn pieces(seed: u64) -> bool {
+    seed % 4 == 3
 }
 
 fn record(rng: &mut StdRng, seed: u64, n: u64) -> Vec<u8> {
     let len = match rng.random_range(0..10) {
+        _ if pieces(seed) => rng.random_range(16_000..70_000),
         0 => rng.random_range(2000..9000),
         _ => rng.random_range(1..600),
     };
@@ -94,7 +106,12 @@ async fn workload(
                 for step in 0..steps {
                     let (action, payload) = {
                         let mut r = rng.borrow_mut();
-                        let a = r.random_range(0..20u32);
+                        let a = match r.random_range(0..20u32) {
+                            // Large-record seeds mostly append without waiting, so that
+                            // batches grow into pieces before a commit asks for them.
+                            1..=9 | 16 | 17 if pieces(seed) => 10,
+                            a => a,
+                        };
                         (a, record(&mut r, seed, (w as u64) << 32 | step))
                     };
                     let lsn = match shard.append(&payload).await {
@@ -202,12 +219,17 @@ fn verify(dir: &std::path::Path, model: &mut Model, seed: u64, what: &str) -> u6
 fn run_seed(seed: u64, totals: &mut Totals) {
     let mut rng = StdRng::seed_from_u64(seed);
     let d = tempfile::tempdir().unwrap();
-    let cfg = small(d.path(), 1)
+    let mut cfg = small(d.path(), 1)
         .flush_buffer_count(rng.random_range(2..=4))
         .segment_bytes([96 << 10, 128 << 10, 256 << 10][rng.random_range(0..3)])
-        .recycled_segment_count(rng.random_range(0..=3))
-        .build()
-        .unwrap();
+        .recycled_segment_count(rng.random_range(0..=3));
+    if pieces(seed) {
+        cfg = cfg
+            .flush_buffer_bytes(1 << 20)
+            .segment_bytes([2 << 20, 3 << 20][rng.random_range(0..2)])
+            .max_record_bytes(128 << 10);
+    }
+    let cfg = cfg.build().unwrap();
     let mut model = Model::default();
     let sessions = rng.random_range(1..=3);
     for session in 0..sessions {
@@ -268,6 +290,7 @@ fn run_seed(seed: u64, totals: &mut Totals) {
             totals.segments_recycled += m.segments_recycled;
             totals.segments_retired_as_spares += m.segments_retired_as_spares;
             totals.zeroed_bytes += m.zeroed_bytes;
+            totals.piece_seals += m.piece_seals;
         }
         if !clean || sim.crashed() {
             totals.crashes += 1;
@@ -305,7 +328,7 @@ fn random_workloads_survive_random_crashes() {
         run_seed(seed, &mut totals);
     }
     eprintln!(
-        "simulation: {} seeds, {} sessions, {} crashes, {} injected faults; unsynced writes at crash: {} dropped, {} torn, {} kept; unsynced allocations dropped {}; files lost {} restored {}; segments kept as spares {}, recycled {}; {} KiB zeroed ahead; {} acknowledged records required, {} records verified; 0 losses, 0 ghosts",
+        "simulation: {} seeds, {} sessions, {} crashes, {} injected faults; unsynced writes at crash: {} dropped, {} torn, {} kept; unsynced allocations dropped {}; files lost {} restored {}; segments kept as spares {}, recycled {}; {} KiB zeroed ahead; {} pieces sealed; {} acknowledged records required, {} records verified; 0 losses, 0 ghosts",
         seeds.len(),
         totals.sessions,
         totals.crashes,
@@ -319,6 +342,7 @@ fn random_workloads_survive_random_crashes() {
         totals.segments_retired_as_spares,
         totals.segments_recycled,
         totals.zeroed_bytes >> 10,
+        totals.piece_seals,
         totals.records_acked,
         totals.records_checked
     );
@@ -337,6 +361,10 @@ fn random_workloads_survive_random_crashes() {
         assert!(
             totals.zeroed_bytes > 0 && totals.allocations_dropped > 0,
             "the simulation must exercise zeroing ahead and lost allocations"
+        );
+        assert!(
+            totals.piece_seals > 0,
+            "the simulation must exercise pieces"
         );
     }
 }

@@ -80,6 +80,16 @@ impl Waiters {
         }
     }
 
+    /// The lowest LSN anyone waits for (`u64::MAX` when no one waits). Walks the list:
+    /// called once per flusher pass that could start an fdatasync.
+    pub fn min_lsn(&self) -> Lsn {
+        self.list
+            .iter()
+            .map(|w| w.lsn)
+            .min()
+            .unwrap_or(Lsn(u64::MAX))
+    }
+
     /// Number of registered waiters.
     #[cfg(test)]
     pub fn len(&self) -> usize {

@@ -9,10 +9,11 @@
 //! 1. [`seal`], **group commit**: when a commit waits for a record in the open batch and
 //!    neither a write nor an fdatasync is in flight, seal the open batch. While I/O is in
 //!    flight, more appends pile into the open batch and go out together next time. No
-//!    timer is needed. (Sealing while an fdatasync runs does not make anything durable
-//!    sooner, since that sync cannot cover the new write, and it splits the writers into
-//!    two groups that take turns: measured 147 instead of 256 records per fdatasync with
-//!    256 writers per shard.) A full buffer is sealed by `append` at once, whatever is in
+//!    timer is needed; but while the writes in flight are pieces of the open batch's own
+//!    large batch (`overlap`), it is sealed at once. (Sealing while an fdatasync runs does
+//!    not make anything durable sooner, since that sync cannot cover the new write, and it
+//!    splits the writers into two groups that take turns: measured 147 instead of 256
+//!    records per fdatasync with 256 writers per shard.) A full buffer is sealed by `append` at once, whatever is in
 //!    flight. Writers on other threads come back too late for that rule, so
 //!    [`crate::Shard::expect_appends`] can hold the seal until the records it announced
 //!    arrived or a short deadline passed. A closing shard ends with a marker-only batch
@@ -20,9 +21,12 @@
 //! 2. [`submit`] sealed batches in ring order; several may be in flight at once.
 //! 3. [`collect`] write completions, in any order.
 //! 4. [`advance`] the completed watermark over the contiguous prefix of written batches.
-//! 5. [`sync`]: if no fdatasync is running and the completed watermark is ahead of the
-//!    durable one, snapshot it, fdatasync every file written since the last sync, and then
-//!    declare exactly that snapshot durable, waking its waiters.
+//! 5. [`sync`]: if no fdatasync is running, the completed watermark is ahead of the
+//!    durable one and the sync serves someone (`overlap::sync_due`: a waiting commit it
+//!    covers, a close, or nothing more on its way), snapshot it, fdatasync every file
+//!    written since the last sync, and then declare exactly that snapshot durable, waking
+//!    its waiters. Pieces of a large batch (`overlap`) thus share the fdatasync of the
+//!    commit that follows them.
 //! 6. [`prepare`] the next segment in the background whenever none is ready (but, unless
 //!    the active segment is nearly full, not before the first batch of the session is
 //!    durable, nor zero: the first commit after opening has the device to itself): from a
@@ -49,6 +53,7 @@ use std::time::Instant;
 
 use futures::future::LocalBoxFuture;
 
+use super::overlap::sync_due;
 use super::state::{Core, PieceInFlight, State, ZeroInFlight};
 use crate::error::{FailedOp, ShardFailure};
 use crate::lsn::Lsn;
@@ -181,18 +186,16 @@ fn seal(st: &mut State) -> bool {
         || st.pacing.seal_hold.is_some()
         || st.pacing.woke_waiters
         || st.ring.open.is_none()
-        || st.ring.writes_pending() != 0
+        || (st.ring.writes_pending() != 0 && !st.pacing.piece_run)
         || st.io.sync.is_some()
     {
         return false;
     }
-    let wanted = st
-        .open_first_lsn()
-        .is_some_and(|first| st.wakers.commits.max_lsn() >= first);
+    let wanted = st.commit_waits_for_open();
     if !wanted && !st.lifecycle.close_requested() {
         return false;
     }
-    st.seal_open();
+    st.seal_open(false);
     true
 }
 
@@ -215,7 +218,7 @@ fn seal_final_marker(core: &Core, st: &mut State) -> bool {
     if !st.open_batch(core, FRAME_HEADER_BYTES) {
         return false;
     }
-    st.seal_open();
+    st.seal_open(false);
     true
 }
 
@@ -302,6 +305,7 @@ fn advance(st: &mut State) -> bool {
     while let Some(idx) = st.ring.pop_written() {
         let slot = &mut st.ring.slots[idx];
         let (generation, last_lsn) = (slot.generation, slot.last_lsn);
+        st.io.unsynced_bytes += slot.padded_bytes as u64;
         let file = slot.file.take().expect("written slot has a file");
         assert!(
             last_lsn < st.marks.next_lsn,
@@ -327,8 +331,13 @@ fn sync(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
     if st.lifecycle.failure().is_none() {
         match core.config.durability {
             Durability::Fdatasync => {
-                if st.io.sync.is_none() && !st.io.dirty.is_empty() {
+                let ring_bytes = core.config.flush_buffer_count * core.config.flush_buffer_bytes;
+                if st.io.sync.is_none()
+                    && !st.io.dirty.is_empty()
+                    && sync_due(st, ring_bytes as u64)
+                {
                     let target = st.marks.completed_lsn;
+                    st.io.unsynced_bytes = 0;
                     let files: Vec<_> = st.io.dirty.drain(..).map(|(_, f)| f).collect();
                     st.io.sync = Some((
                         target,
@@ -343,6 +352,7 @@ fn sync(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
             }
             Durability::Dsync | Durability::NoSyncBenchmarkOnly => {
                 st.io.dirty.clear();
+                st.io.unsynced_bytes = 0;
                 make_durable(st, st.marks.completed_lsn);
             }
         }

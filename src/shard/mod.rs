@@ -34,6 +34,7 @@ mod batch_index;
 mod commit;
 mod flusher;
 mod open;
+mod overlap;
 mod retire;
 mod state;
 
@@ -133,13 +134,24 @@ impl Shard {
 
     /// Copies `payload` into the shard's ring and returns its LSN. Does not wait for the
     /// disk; waits only while every flush buffer is in flight (backpressure). Allocates
-    /// nothing.
+    /// nothing, with one exception: after an earlier append sealed a 512 KiB piece of a
+    /// large batch that no commit waited for (flush buffers of 1 MiB and more), it first
+    /// yields once to the executor's reactor, so that piece's write overlaps this copy,
+    /// and glommio's timer for that allocates.
     ///
     /// Errors: [`Error::EmptyRecord`], [`Error::RecordTooLarge`] (nothing is appended),
     /// [`Error::ShardFailed`], [`Error::Closed`].
     pub async fn append(&self, payload: &[u8]) -> Result<Lsn> {
         self.check_len(payload.len())?;
         let core = &*self.core;
+        let handoff = std::mem::take(&mut core.st.borrow_mut().pacing.piece_handoff);
+        if handoff {
+            // Overlap (see `overlap`): an earlier append sealed a piece of a large batch.
+            // Let the flusher submit it and the reactor hand it to the kernel before this
+            // record is copied, so its write runs while the rest of the batch is copied.
+            // Never after a small append: only a full piece no commit waits for sets it.
+            overlap::yield_to_reactor().await;
+        }
         let mut counted_wait = false;
         poll_fn(|cx| {
             let mut st = core.st.borrow_mut();
@@ -200,6 +212,7 @@ impl Shard {
             }
             while let Some(payload) = records.get(done) {
                 match st.try_append(core, payload.as_ref()) {
+                    // A piece sealed here goes out when this batch's task next waits.
                     Some(lsn) => debug_assert_eq!(lsn.0, first.0 + done as u64),
                     None => {
                         // Counted once per batch, as `append` counts once per record.

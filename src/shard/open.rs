@@ -181,6 +181,7 @@ pub(super) async fn open_on(
         registered: arena.registered,
         learned: Arc::new(LearnedStarts::new(config.segment_bytes)),
         learn_upto_generation: generation,
+        piece_bytes: super::overlap::piece_bytes(config.flush_buffer_bytes),
         st: RefCell::new(st),
     });
     glommio::spawn_local(super::flusher::run(core.clone())).detach();
@@ -291,6 +292,7 @@ fn new_state(
             dirty: Vec::with_capacity(4),
             sync: None,
             zeroing: None,
+            unsynced_bytes: 0,
         },
         wakers: Wakers {
             commits: Waiters::with_capacity(1024),
@@ -303,6 +305,8 @@ fn new_state(
             session_durable: false,
             seal_hold: None,
             hold_timer: None,
+            piece_run: false,
+            piece_handoff: false,
         },
         lifecycle: Lifecycle::Open,
         batch_hold: false,

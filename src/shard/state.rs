@@ -40,6 +40,8 @@ use crate::shm::owner::ShardHeader;
 use crate::storage::{Storage, StorageFile};
 use crate::zero_ahead::{batch_limit_bytes, ZeroPiece};
 
+use super::overlap::piece_due;
+
 /// What never changes while a shard is open, and its [`State`].
 pub(crate) struct Core {
     pub id: ShardId,
@@ -58,6 +60,9 @@ pub(crate) struct Core {
     /// The active segment's generation at open: readers learn segments up to it (later ones
     /// are in the session's own index).
     pub learn_upto_generation: u64,
+    /// Bytes after which an open batch no commit waits for is sealed as a piece (`None`:
+    /// never; see `overlap`).
+    pub piece_bytes: Option<usize>,
     pub st: RefCell<State>,
 }
 
@@ -185,6 +190,8 @@ pub(crate) struct Io {
     pub sync: Option<(Lsn, LocalBoxFuture<'static, std::io::Result<()>>)>,
     /// The zero piece in flight, if any (at most one).
     pub zeroing: Option<ZeroInFlight>,
+    /// Bytes of batches completed since the last fdatasync started (see `overlap`).
+    pub unsynced_bytes: u64,
 }
 
 /// One write of a submitted batch.
@@ -227,6 +234,12 @@ pub(crate) struct Pacing {
     pub seal_hold: Option<SealHold>,
     /// Wakes the flusher for the seal hold's next check.
     pub hold_timer: Option<LocalBoxFuture<'static, ()>>,
+    /// The last batch sealed was a piece (see `overlap`): the open batch continues it,
+    /// and the flusher may seal it while the pieces are still being written.
+    pub piece_run: bool,
+    /// A piece was sealed since an append last let the reactor run: the next append does
+    /// that before it copies (see `overlap`).
+    pub piece_handoff: bool,
 }
 
 /// A group-commit hint: see [`Shard::expect_appends`](super::Shard::expect_appends).
@@ -436,6 +449,12 @@ impl State {
         }
     }
 
+    /// Whether a commit waits for a record of the open batch.
+    pub fn commit_waits_for_open(&self) -> bool {
+        self.open_first_lsn()
+            .is_some_and(|first| self.wakers.commits.max_lsn() >= first)
+    }
+
     /// Opens the next ring slot at the active segment's write position, rotating to the
     /// prepared segment when `need_bytes` (marker + frame) would not fit. `false` when it
     /// must wait: no free slot, no prepared segment yet, or a piece of zeros in flight
@@ -498,8 +517,10 @@ impl State {
         true
     }
 
-    /// Seals the open batch and moves the write position past it.
-    pub fn seal_open(&mut self) {
+    /// Seals the open batch and moves the write position past it; `piece`: as a piece of a
+    /// larger batch that appends go on filling (see `overlap`).
+    pub fn seal_open(&mut self, piece: bool) {
+        self.pacing.piece_run = piece;
         if let Some((first, marker_pos)) = self.ring.open_batch_start() {
             let generation = self.segments.active.generation;
             self.segments.index.note(generation, first, marker_pos);
@@ -514,7 +535,8 @@ impl State {
         self.wake_flusher();
     }
 
-    /// Copies one record into the ring. `None` when it must wait (backpressure).
+    /// Copies one record into the ring. `None` when it must wait (backpressure). Seals the
+    /// open batch as a piece when that record completed one (see `overlap`).
     #[inline]
     pub fn try_append(&mut self, core: &Core, payload: &[u8]) -> Option<Lsn> {
         let frame = frame_bytes(payload.len());
@@ -533,10 +555,18 @@ impl State {
                 {
                     self.wake_flusher();
                 }
+                if piece_due(self, core.piece_bytes) {
+                    self.metrics.piece_seals += 1;
+                    self.seal_open(true);
+                    self.pacing.piece_handoff = true;
+                }
                 return Some(lsn);
             }
             if self.ring.open.is_some() {
-                self.seal_open();
+                // Full (or at the segment's end): a piece of a larger batch unless a
+                // commit waits for it (see `overlap`).
+                let piece = !self.commit_waits_for_open();
+                self.seal_open(piece);
                 continue;
             }
             if !self.open_batch(core, FRAME_HEADER_BYTES + frame) {
@@ -599,6 +629,8 @@ impl State {
             );
         }
         assert!(self.io.piece_scratch.is_empty(), "pieces left unsubmitted");
+        // Completed, unsynced bytes are counted exactly while a file waits for its sync.
+        assert_eq!(self.io.dirty.is_empty(), self.io.unsynced_bytes == 0);
         // A sync in flight makes durable only what was completed when it started.
         if let Some((target, _)) = &self.io.sync {
             assert!(*target <= m.completed_lsn);
