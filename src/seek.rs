@@ -82,7 +82,7 @@ impl LearnedStarts {
 
     /// Keeps `entries` for segment `generation` (`complete`: the walk reached the
     /// segment's end) unless what it has is complete or at least as long.
-    fn offer(&self, generation: u64, complete: bool, mut entries: Vec<(Lsn, u64)>) {
+    pub fn offer(&self, generation: u64, complete: bool, mut entries: Vec<(Lsn, u64)>) {
         entries.truncate(self.per_segment);
         debug_assert!(entries
             .windows(2)

@@ -14,7 +14,8 @@
 //! `append`, which allocates nothing: the flusher reserves the next segment's entries
 //! ([`BatchIndex::reserve_next`]) when it prepares that segment, and a segment that
 //! found no reserved room is simply not indexed. At most [`MAX_INDEXED_SEGMENTS`] segments
-//! are indexed; the oldest index is dropped first.
+//! are indexed here; beyond that the oldest one's entries move to the shard's learned
+//! starts ([`crate::seek`]) when the next segment is reserved.
 
 use std::collections::VecDeque;
 
@@ -52,10 +53,22 @@ impl BatchIndex {
     }
 
     /// Reserves the entries of the next segment (off the append path). Idempotent.
-    pub fn reserve_next(&mut self) {
-        if self.next.is_none() {
-            self.next = Some(Vec::with_capacity(self.per_segment));
+    ///
+    /// When [`MAX_INDEXED_SEGMENTS`] segments are indexed already, the oldest one's entries
+    /// make room and are returned (the caller hands them to the shard's learned starts, see
+    /// [`crate::seek`], so that segment stays indexed): `note` then never has to drop one
+    /// on the append path.
+    pub fn reserve_next(&mut self) -> Option<(u64, Vec<(Lsn, u64)>)> {
+        if self.next.is_some() {
+            return None;
         }
+        let evicted = if self.segments.len() == MAX_INDEXED_SEGMENTS {
+            self.segments.pop_front()
+        } else {
+            None
+        };
+        self.next = Some(Vec::with_capacity(self.per_segment));
+        evicted
     }
 
     /// Notes a sealed batch of segment `generation` whose first record is `lsn` and whose
@@ -66,9 +79,8 @@ impl BatchIndex {
                 return; // no room reserved: this segment is walked from its start
             };
             debug_assert!(self.segments.back().is_none_or(|(g, _)| *g < generation));
-            if self.segments.len() == MAX_INDEXED_SEGMENTS {
-                self.segments.pop_front();
-            }
+            // `reserve_next` made room when it reserved `entries`.
+            assert!(self.segments.len() < MAX_INDEXED_SEGMENTS);
             assert!(self.segments.len() < self.segments.capacity());
             self.segments.push_back((generation, entries));
         }
@@ -136,6 +148,26 @@ mod tests {
         assert_eq!(at(135), Some((120, MIB + 4096)));
         assert_eq!(at(10_000), Some((150, 3 * MIB + 8192)));
         assert_eq!(ix.hint(5, Lsn(200)), None);
+    }
+
+    #[test]
+    fn past_the_limit_the_oldest_segment_is_handed_back_when_the_next_is_reserved() {
+        let mut ix = BatchIndex::new(2 * MIB);
+        for generation in 0..MAX_INDEXED_SEGMENTS as u64 {
+            assert_eq!(ix.reserve_next(), None);
+            ix.note(generation, Lsn(10 * generation + 1), 4096);
+        }
+        let evicted = ix.reserve_next();
+        assert_eq!(evicted, Some((0, vec![(Lsn(1), 4096)])));
+        assert_eq!(
+            ix.reserve_next(),
+            None,
+            "idempotent until the next segment is noted"
+        );
+        ix.note(MAX_INDEXED_SEGMENTS as u64, Lsn(100_000), 4096);
+        assert_eq!(ix.hint(0, Lsn(5)), None);
+        assert!(ix.hint(1, Lsn(11)).is_some());
+        assert!(ix.hint(MAX_INDEXED_SEGMENTS as u64, Lsn(100_000)).is_some());
     }
 
     #[test]

@@ -427,7 +427,10 @@ fn prepare(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
             // Rotating to it pushes onto the chain inside `append`, which must not
             // allocate: make room here, off the append path.
             st.segments.chain.reserve(1);
-            st.segments.index.reserve_next();
+            if let Some((generation, entries)) = st.segments.index.reserve_next() {
+                // The oldest indexed segment makes room; its entries stay useful.
+                core.learned.offer(generation, false, entries);
+            }
             st.segments.prepared = Some(p);
             st.wake_appenders();
         }

@@ -259,7 +259,8 @@ async fn recovered_segments(
     );
     assert!(next_generation > active.generation);
     let mut index = super::batch_index::BatchIndex::new(config.segment_bytes);
-    index.reserve_next(); // for the active segment's batches
+    let evicted = index.reserve_next(); // for the active segment's batches
+    assert!(evicted.is_none(), "a new index has room");
     Ok(Segments {
         active,
         prepared: None,
