@@ -13,8 +13,8 @@
 //!    large batch (`overlap`), it is sealed at once. (Sealing while an fdatasync runs does
 //!    not make anything durable sooner, since that sync cannot cover the new write, and it
 //!    splits the writers into two groups that take turns: measured 147 instead of 256
-//!    records per fdatasync with 256 writers per shard.) A full buffer is sealed by `append` at once, whatever is in
-//!    flight. Writers on other threads come back too late for that rule, so
+//!    records per fdatasync with 256 writers per shard.) A full buffer is sealed by
+//!    `append` at once, whatever is in flight. Writers on other threads come back too late for that rule, so
 //!    [`crate::Shard::expect_appends`] can hold the seal until the records it announced
 //!    arrived or a short deadline passed. A closing shard ends with a marker-only batch
 //!    ([`seal_final_marker`]).
