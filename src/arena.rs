@@ -34,6 +34,17 @@ pub(crate) struct RingBuffers {
     pub spare_fill: DmaBuffer,
     /// The size of every untrimmed fill buffer, in bytes.
     pub fill_bytes: usize,
+    /// The io_uring-registered address ranges `(start, len)` the buffers lie in, when they
+    /// all do (empty otherwise): the ring checks each spare it allocates later against them.
+    pub registered_ranges: Vec<(usize, usize)>,
+}
+
+/// Whether `buf` lies inside one of `ranges` (`(start, len)` pairs).
+pub(crate) fn lies_in(ranges: &[(usize, usize)], buf: &DmaBuffer) -> bool {
+    let start = buf.as_ptr() as usize;
+    ranges
+        .iter()
+        .any(|&(lo, len)| start >= lo && start + buf.len() <= lo + len)
 }
 
 /// All DMA memory a shard uses, allocated at open.
@@ -67,12 +78,7 @@ impl Arena {
         zero_block.as_bytes_mut().fill(0);
         let total_bytes = (slot_count + 1) * flush_buffer_bytes + zeros.len() + zero_block.len();
         let ranges = registered_ranges();
-        let inside = |b: &DmaBuffer| {
-            let start = b.as_ptr() as usize;
-            ranges
-                .iter()
-                .any(|&(lo, len)| start >= lo && start + b.len() <= lo + len)
-        };
+        let inside = |b: &DmaBuffer| lies_in(&ranges, b);
         let registered = inside(&zeros)
             && inside(&zero_block)
             && inside(&spare_fill)
@@ -82,6 +88,7 @@ impl Arena {
                 slots,
                 spare_fill,
                 fill_bytes: flush_buffer_bytes,
+                registered_ranges: if registered { ranges } else { Vec::new() },
             },
             zeros: Rc::new(zeros),
             zero_block: Rc::new(zero_block),

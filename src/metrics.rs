@@ -43,4 +43,9 @@ pub struct ShardMetrics {
     /// yet, so that their write overlaps the copy of the next piece (counted in `flushes`
     /// too).
     pub piece_seals: u64,
+    /// Full-size fill buffers allocated, after a partial batch, outside the io_uring
+    /// registered memory although the shard's arena is registered (glommio falls back to
+    /// the heap when its DMA arena cannot serve one). Each such buffer still works, but
+    /// its writes cost the kernel a page pinning. Expected to stay 0.
+    pub unregistered_refills: u64,
 }

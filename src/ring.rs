@@ -19,7 +19,7 @@ use std::rc::Rc;
 
 use glommio::io::DmaBuffer;
 
-use crate::arena::{RingBuffers, SlotBuffers};
+use crate::arena::{lies_in, RingBuffers, SlotBuffers};
 use crate::lsn::Lsn;
 use crate::record::{encode_marker, FRAME_HEADER_BYTES};
 use crate::segment::{SegmentHeader, BLOCK_BYTES};
@@ -79,6 +79,12 @@ pub(crate) struct Ring {
     spare_fill: Option<DmaBuffer>,
     /// Size of an untrimmed fill buffer, in bytes.
     fill_bytes: usize,
+    /// Where the arena's registered memory lies (empty when it is not registered).
+    registered_ranges: Vec<(usize, usize)>,
+    /// Spares allocated outside the registered memory although the arena was registered
+    /// (glommio falls back to the heap when its arena is exhausted): each one's writes
+    /// cost the kernel a page pinning. Expected to stay 0; see `ShardMetrics`.
+    pub unregistered_refills: u64,
 }
 
 /// The write a sealed slot needs: its fill buffer (a clone of the slot's `Rc`, trimmed to
@@ -117,6 +123,8 @@ impl Ring {
             oldest: 0,
             spare_fill: Some(buffers.spare_fill),
             fill_bytes: buffers.fill_bytes,
+            registered_ranges: buffers.registered_ranges,
+            unregistered_refills: 0,
         }
     }
 
@@ -282,7 +290,11 @@ impl Ring {
             .take()
             .expect("the ring holds a spare fill buffer");
         drop(std::mem::replace(fill, spare));
-        self.spare_fill = Some(glommio::allocate_dma_buffer(self.fill_bytes));
+        let spare = glommio::allocate_dma_buffer(self.fill_bytes);
+        if !self.registered_ranges.is_empty() && !lies_in(&self.registered_ranges, &spare) {
+            self.unregistered_refills += 1;
+        }
+        self.spare_fill = Some(spare);
         debug_assert_eq!(self.slots[idx].bufs.fill.len(), self.fill_bytes);
     }
 
@@ -428,6 +440,38 @@ mod tests {
                 "the spare took over"
             );
             assert_eq!(ring.spare_fill.as_ref().map(|b| b.len()), Some(FILL));
+        });
+    }
+
+    /// One partial batch through the ring: opened, sealed, written, popped (which gives
+    /// the slot a full buffer back and allocates a new spare).
+    fn partial_round_trip(ring: &mut Ring) {
+        ring.open(target(8192, false), Lsn(0));
+        assert!(append(ring, 1, 1000));
+        ring.seal_open(Lsn(0));
+        let idx = ring.next_sealed().unwrap();
+        let mut writes = Vec::new();
+        ring.start_writes(idx, &mut writes);
+        drop(writes);
+        ring.piece_written(idx);
+        assert_eq!(ring.pop_written(), Some(idx));
+    }
+
+    #[test]
+    fn a_spare_outside_the_registered_memory_is_counted() {
+        with_ring(2, |mut ring| {
+            // Ranges that hold every user-space address: the new spare is inside.
+            ring.registered_ranges = vec![(0, usize::MAX / 2)];
+            partial_round_trip(&mut ring);
+            assert_eq!(ring.unregistered_refills, 0);
+            // A range that holds no buffer: the new spare is counted as outside.
+            ring.registered_ranges = vec![(4096, 4096)];
+            partial_round_trip(&mut ring);
+            assert_eq!(ring.unregistered_refills, 1);
+            // Not registered at open: nothing to check, nothing counted.
+            ring.registered_ranges.clear();
+            partial_round_trip(&mut ring);
+            assert_eq!(ring.unregistered_refills, 1);
         });
     }
 
