@@ -14,7 +14,7 @@
 //!
 //! Readers are `Send` and may run on any thread, so [`LearnedStarts`] is behind a mutex,
 //! taken once when a reader enters an older segment and once when it leaves it: never per
-//! record. Bounded: at most [`MAX_INDEXED_SEGMENTS`] segments of at most
+//! record. Bounded: at most [`MAX_LEARNED_SEGMENTS`] segments of at most
 //! `segment_bytes / INDEX_STRIDE_BYTES + 1` entries of 16 bytes (1 KiB per 64 MiB
 //! segment); the lowest generations are dropped first. A learned entry is only a hint:
 //! every frame read from it is verified, so a wrong one ends in `Error::Corruption`,
