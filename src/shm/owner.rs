@@ -49,6 +49,11 @@ impl HeaderOwner {
         let canon =
             std::fs::canonicalize(dir).map_err(|e| Error::io("resolving log directory", dir, e))?;
         let mut owners = OWNERS.lock().unwrap_or_else(|p| p.into_inner());
+        // This process owned the directory and its last handle is gone: its lock may still
+        // be held for a moment (see `lock_lease`).
+        let releasing = owners
+            .iter()
+            .any(|(p, w)| *p == canon && w.strong_count() == 0);
         owners.retain(|(_, w)| w.strong_count() > 0);
         if let Some(owner) = owners
             .iter()
@@ -74,7 +79,7 @@ impl HeaderOwner {
             .mode(0o644)
             .open(&path)
             .map_err(|e| Error::io("opening the shared header", &path, e))?;
-        let locked = try_lock_byte(&file, LEASE_LOCK_BYTE, true)
+        let locked = lock_lease(&file, releasing)
             .map_err(|e| Error::io("locking the shared header (writer lease)", &path, e))?;
         if !locked {
             return Err(Error::LogLocked {
@@ -170,6 +175,29 @@ pub(crate) fn abandon(dir: &Path) {
         }
         false
     });
+}
+
+/// How long [`lock_lease`] waits for this process's previous owner to close its file.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Takes the writer lease on `file`. When `releasing` (this process's previous owner of the
+/// directory is gone, but the lock it held may outlive it for a moment: its last `Arc` can
+/// be dropped on another thread, and an OFD lock lasts as long as its open file
+/// description, which a child process forked by another thread shares until its `exec`
+/// closes the `O_CLOEXEC` descriptor), retries every millisecond for up to
+/// [`RELEASE_WAIT`] instead of reporting the log locked by "another process". Returns
+/// whether the lease was taken.
+fn lock_lease(file: &File, releasing: bool) -> std::io::Result<bool> {
+    let deadline = std::time::Instant::now() + RELEASE_WAIT;
+    loop {
+        if try_lock_byte(file, LEASE_LOCK_BYTE, true)? {
+            return Ok(true);
+        }
+        if !releasing || std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 impl Drop for HeaderOwner {
@@ -364,5 +392,33 @@ impl Drop for ShardHeader {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         attached[self.shard] = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_this_process_is_releasing_is_waited_for_and_a_held_one_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("lease");
+        std::fs::write(&path, [0u8; 8]).unwrap();
+        let open = || File::options().read(true).write(true).open(&path).unwrap();
+        let holder = open();
+        assert!(try_lock_byte(&holder, LEASE_LOCK_BYTE, true).unwrap());
+        let next = open();
+        // Held by another open file description and not being released: refused at once.
+        assert!(!lock_lease(&next, false).unwrap());
+        // Being released: the holder's file closes 20 ms later, and the lease is taken.
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            drop(holder);
+        });
+        assert!(lock_lease(&next, true).unwrap());
+        closer.join().unwrap();
+        // Held for longer than the wait: refused after it.
+        let third = open();
+        assert!(!lock_lease(&third, true).unwrap());
     }
 }
