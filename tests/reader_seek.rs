@@ -14,62 +14,48 @@ use shardwal::{Error, Lsn, Shard, ShardId};
 const RECORD_BYTES: usize = 4000;
 const RECORDS: u64 = 1_300; // about 5.2 MB: one 8 MiB first segment, several strides
 
-#[test]
-fn a_late_reader_starts_near_its_lsn_and_skips_the_start_of_the_segment() {
-    let d = tempfile::tempdir().unwrap();
-    let cfg = small(d.path(), 1)
+/// One shard, 64 MiB segments (the first one 8 MiB), records of [`RECORD_BYTES`].
+fn config(dir: &std::path::Path) -> shardwal::WalConfig {
+    small(dir, 1)
         .segment_bytes(64 << 20)
         .max_record_bytes(8 << 10)
         .build()
+        .unwrap()
+}
+
+/// Overwrites 64 bytes of a record frame 200 KiB into `segment` (the page cache serves the
+/// readers, so they see it at once).
+fn damage_at_200_kib(segment: &std::path::Path) {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(segment)
         .unwrap();
+    f.write_all_at(&[0xA5; 64], 200 << 10).unwrap();
+}
+
+#[test]
+fn a_late_reader_starts_near_its_lsn_and_skips_the_start_of_the_segment() {
+    let d = tempfile::tempdir().unwrap();
+    let cfg = config(d.path());
     let dir = d.path().to_path_buf();
-    let open_cfg = cfg.clone();
+    let c = cfg.clone();
     run(&cfg, || async move {
-        let s = Shard::open(&open_cfg, ShardId(0)).await.unwrap();
-        let body = |n: u64| vec![(n % 251) as u8; RECORD_BYTES];
-        for n in 1..=RECORDS {
-            let lsn = s.append(&body(n)).await.unwrap();
-            assert_eq!(lsn, Lsn(n));
-            if n % 16 == 0 {
-                s.commit(lsn).await.unwrap();
-            }
-        }
-        s.sync().await.unwrap();
+        let s = Shard::open(&c, ShardId(0)).await.unwrap();
+        fill(&s, RECORDS).await;
         let files = used_seg_files(&dir, 0);
         assert_eq!(
             files.len(),
             1,
             "every record is in the first segment: {files:?}"
         );
-
-        // Damage a record frame 200 KiB into the segment (the page cache serves the reader).
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&files[0])
-            .unwrap();
-        f.write_all_at(&[0xA5; 64], 200 << 10).unwrap();
-        drop(f);
+        damage_at_200_kib(&files[0]);
 
         // From LSN 1000 (about 4 MB in), the reader starts at an indexed batch past the
         // damage and returns every record to the end.
-        let late: Vec<_> = s
-            .reader(Lsn(1000))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(late.len() as u64, RECORDS - 999);
-        for r in &late {
-            assert_eq!(
-                r.payload.as_ref(),
-                body(r.lsn.0).as_slice(),
-                "lsn {}",
-                r.lsn
-            );
-        }
-        assert_eq!(late[0].lsn, Lsn(1000));
+        assert_eq!(read_checked(&s, Lsn(1000)).unwrap(), RECORDS - 999);
 
         // From LSN 1, the reader walks into the damage and says so.
-        let early: Result<Vec<_>, _> = s.reader(Lsn(1)).unwrap().collect();
+        let early = read_checked(&s, Lsn(1));
         assert!(
             matches!(early, Err(Error::Corruption { .. })),
             "the damaged frame must be reported: {early:?}"
@@ -111,11 +97,7 @@ fn read_checked(s: &Shard, from: Lsn) -> Result<u64, Error> {
 fn a_walk_of_an_older_segment_teaches_the_shard_where_its_batches_start() {
     const OLD_RECORDS: u64 = 3_000; // about 12 MB: an 8 MiB first segment, then the next
     let d = tempfile::tempdir().unwrap();
-    let cfg = small(d.path(), 1)
-        .segment_bytes(64 << 20)
-        .max_record_bytes(8 << 10)
-        .build()
-        .unwrap();
+    let cfg = config(d.path());
     let dir = d.path().to_path_buf();
     let c = cfg.clone();
     run(&cfg, || async move {
@@ -128,13 +110,7 @@ fn a_walk_of_an_older_segment_teaches_the_shard_where_its_batches_start() {
         s.close().await.unwrap();
     });
     let first_segment = used_seg_files(d.path(), 0)[0].clone();
-    let damage = || {
-        let f = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&first_segment)
-            .unwrap();
-        f.write_all_at(&[0xA5; 64], 200 << 10).unwrap();
-    };
+    let damage = || damage_at_200_kib(&first_segment);
 
     // Reopened: a replay from the first record walks the sealed segment and teaches the
     // shard; then damage 200 KiB into that segment.
