@@ -318,7 +318,6 @@ fn advance(st: &mut State) -> bool {
         freed = true;
     }
     if freed {
-        st.metrics.unregistered_refills = st.ring.unregistered_refills;
         st.wake_appenders();
     }
     freed

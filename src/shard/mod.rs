@@ -303,7 +303,12 @@ impl Shard {
 
     /// A snapshot of the shard's counters (a copy of a few integers).
     pub fn metrics(&self) -> ShardMetrics {
-        self.core.st.borrow().metrics
+        let st = self.core.st.borrow();
+        ShardMetrics {
+            // Counted by the ring, which allocates the buffers.
+            unregistered_refills: st.ring.unregistered_refills,
+            ..st.metrics
+        }
     }
 
     /// A copy of the shard's commit-latency histogram: for every [`Shard::commit`] that had
