@@ -130,6 +130,10 @@ pub struct BenchArgs {
     /// Spare segment files each shard keeps for recycling (`recycled_segment_count`, 0 ..= 64).
     #[arg(long, default_value_t = 2)]
     pub recycled_segments: usize,
+    /// Shard executors busy-poll for their segment writes' completions instead of sleeping
+    /// (`poll_write_completions`); runs are labelled "polled".
+    #[arg(long)]
+    pub poll_write_completions: bool,
     /// Shared-header publishing after every group commit: on, off, or on,off to run each
     /// configuration both ways, interleaved (measures what publishing costs).
     #[arg(long, value_delimiter = ',', default_value = "on")]
@@ -463,6 +467,7 @@ fn wal_config(
             (512 << 10).min(flush_buffer_bytes - shardwal::config::FLUSH_BUFFER_OVERHEAD_BYTES),
         )
         .recycled_segment_count(args.recycled_segments)
+        .poll_write_completions(args.poll_write_completions)
         .placement(if args.unbound {
             CpuPlacement::Unbound
         } else {
@@ -479,10 +484,49 @@ fn wal_config(
     Ok(config)
 }
 
+/// Starts every shard's measured window at the same moment, after all of them opened.
+struct StartGate {
+    shards: usize,
+    /// (shards arrived, whether the window starts (`Some(true)`) or never will).
+    state: std::sync::Mutex<(usize, Option<bool>)>,
+    changed: std::sync::Condvar,
+}
+
+impl StartGate {
+    fn new(shards: usize) -> StartGate {
+        StartGate {
+            shards,
+            state: std::sync::Mutex::new((0, None)),
+            changed: std::sync::Condvar::new(),
+        }
+    }
+
+    /// A shard is open and committed once; blocks until the window starts (true) or the
+    /// run is abandoned (false).
+    fn arrive(&self) -> bool {
+        let mut st = self.state.lock().unwrap();
+        st.0 += 1;
+        self.changed.notify_all();
+        let st = self.changed.wait_while(st, |s| s.1.is_none()).unwrap();
+        st.1 == Some(true)
+    }
+
+    /// Waits up to `limit` for every shard, then starts the window, or abandons the run.
+    fn start_when_all_arrive(&self, limit: Duration) {
+        let st = self.state.lock().unwrap();
+        let (mut st, _) = self
+            .changed
+            .wait_timeout_while(st, limit, |s| s.0 < self.shards)
+            .unwrap();
+        st.1 = Some(st.0 == self.shards);
+        self.changed.notify_all();
+    }
+}
+
 /// The label of a shardwal run.
 fn wal_label(args: &BenchArgs, shape: Shape) -> String {
     format!(
-        "shardwal {}x{} {}{}{}{}",
+        "shardwal {}x{} {}{}{}{}{}",
         args.shards,
         shape.writers,
         args.commit.describe(),
@@ -497,6 +541,11 @@ fn wal_label(args: &BenchArgs, shape: Shape) -> String {
         },
         if shape.via == Via::Client {
             " via client"
+        } else {
+            ""
+        },
+        if args.poll_write_completions {
+            " polled"
         } else {
             ""
         }
@@ -539,8 +588,8 @@ fn wal_run(
     let label = wal_label(args, shape);
     let counter = Arc::new(AtomicU64::new(0));
     // Every shard starts measuring at the same moment, after all of them opened.
-    let barrier = Arc::new(std::sync::Barrier::new(args.shards as usize + 1));
-    let b = barrier.clone();
+    let gate = Arc::new(StartGate::new(args.shards as usize));
+    let b = gate.clone();
     let shard_counter = counter.clone();
     let asked_at = Instant::now();
     let handle = shardwal::spawn(config, move |shard| {
@@ -550,7 +599,7 @@ fn wal_run(
             let first = Instant::now();
             shard.append_durable(b"first commit after open").await?;
             let first_commit = first.elapsed();
-            b.wait();
+            let go = b.arrive();
             let deadline = match quota {
                 Some(_) => None,
                 None => Some(Instant::now() + Duration::from_secs_f64(seconds)),
@@ -565,6 +614,11 @@ fn wal_run(
                 opened_after,
                 first_commit,
             }));
+            if !go {
+                // Another shard never opened: this one measures nothing, and `join`
+                // reports the other one's error.
+                return Ok(Rc::try_unwrap(out).ok().expect("not shared").into_inner());
+            }
             let tasks: Vec<_> = (0..writers)
                 .map(|w| {
                     let (shard, out, counter) = (shard.clone(), out.clone(), counter.clone());
@@ -627,7 +681,9 @@ fn wal_run(
         true => Some(crate::cut_reader::CutReader::start(dir, seconds)?),
         false => None,
     };
-    barrier.wait();
+    // A shard that fails to open never arrives: after the limit the others are sent
+    // home and `join` reports the failure (instead of a hang).
+    gate.start_when_all_arrive(Duration::from_secs(60));
     let meter = Meter::start_with(&label, args.records.map_or(seconds, |_| 10.0), counter);
     let (start, cpu0) = (Instant::now(), cpu_seconds());
     let outcomes = handle.join()?;

@@ -32,6 +32,7 @@
 
 mod batch_index;
 mod commit;
+mod completion_wait;
 mod flusher;
 mod open;
 mod overlap;

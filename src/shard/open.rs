@@ -22,32 +22,9 @@ use crate::ring::Ring;
 use crate::seek::LearnedStarts;
 use crate::segment::{
     first_segment_bytes, generation_of, list_spares, prepare_next, shard_dir, spare_path, Spare,
-    BLOCK_BYTES,
 };
 use crate::shm::owner::{HeaderOwner, ShardHeader};
 use crate::storage::Storage;
-
-/// Makes sure glommio's process-wide "is this device pollable" probe runs on a non-empty
-/// file. glommio 0.9.0 probes with an O_DIRECT read at offset 0 of the first DmaFile opened
-/// for reading; on an empty file that read "succeeds" without touching the device, glommio
-/// decides the device supports IOPOLL, and every later read fails with EOPNOTSUPP (upstream
-/// #670). Opening a 4 KiB file of ours first makes the probe read real data.
-async fn iopoll_probe(dir: &std::path::Path) -> Result<()> {
-    let path = dir.join("iopoll.probe");
-    let ok = std::fs::metadata(&path).is_ok_and(|m| m.len() >= BLOCK_BYTES as u64);
-    if !ok {
-        // Not synced: the probe only needs the bytes to be readable now (an O_DIRECT read
-        // writes dirty cached pages back first), and a file a crash leaves empty or short
-        // is written again here. (An fsync cost a journal commit on every fresh open.)
-        std::fs::write(&path, [0xA5u8; BLOCK_BYTES])
-            .map_err(|e| Error::io("writing the iopoll probe file", &path, e))?;
-    }
-    let f = glommio::io::DmaFile::open(&path)
-        .await
-        .map_err(|e| Error::io("opening the iopoll probe file", &path, e.into()))?;
-    let _ = f.close().await;
-    Ok(())
-}
 
 fn sync_std_dir(path: &std::path::Path) -> Result<()> {
     std::fs::File::open(path)
@@ -132,7 +109,7 @@ pub(super) async fn open_on(
     // The writer lease comes first: recovery may remove files, which only the owner may do.
     let owner = HeaderOwner::acquire(&config.dir, config.shard_count)?;
     let mut header = owner.attach(id, config.publish_positions)?;
-    iopoll_probe(&config.dir).await?;
+    super::completion_wait::choose_ring(&config.dir, id, config.poll_write_completions).await?;
 
     let mut scan = scan_shard(&sdir, id)?;
     if let Some(t) = &scan.torn_tail {
