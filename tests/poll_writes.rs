@@ -11,12 +11,14 @@ const RECORDS: u64 = 1_500;
 /// O_DIRECT writes on tmpfs go through neither ring (glommio turns direct I/O off there).
 fn on_tmpfs(path: &std::path::Path) -> bool {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: `statfs` is a plain C struct of integers, for which all zero bytes is a
+    // valid value.
+    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `buf` a writable `statfs` that lives
     // across the call; statfs only writes into it.
-    let mut buf: libc::statfs = unsafe { std::mem::zeroed() };
     let rc = unsafe { libc::statfs(c.as_ptr(), &mut buf) };
     assert_eq!(rc, 0, "statfs {}", path.display());
-    buf.f_type as i64 == libc::TMPFS_MAGIC as i64
+    buf.f_type == libc::TMPFS_MAGIC
 }
 
 /// Writes `RECORDS` durable records with `poll` set, crashes, and returns the writes each
@@ -99,7 +101,10 @@ fn shards_opened_side_by_side_all_poll() {
         .unwrap();
     let polled = shardwal::spawn(cfg, |shard: Shard| async move {
         for n in 0..100 {
-            shard.append_durable(&payload(shard.id().0, n)).await.unwrap();
+            shard
+                .append_durable(&payload(shard.id().0, n))
+                .await
+                .unwrap();
         }
         glommio::executor().io_stats().poll_ring.file_writes().0
     })

@@ -824,3 +824,33 @@ async fn writer(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::StartGate;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// Runs `arriving` shards against a gate for `shards`; returns what each was told.
+    fn gate_with(shards: usize, arriving: usize, limit: Duration) -> Vec<bool> {
+        let gate = Arc::new(StartGate::new(shards));
+        let threads: Vec<_> = (0..arriving)
+            .map(|_| {
+                let g = gate.clone();
+                std::thread::spawn(move || g.arrive())
+            })
+            .collect();
+        gate.start_when_all_arrive(limit);
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    }
+
+    #[test]
+    fn the_window_starts_when_every_shard_arrives() {
+        assert_eq!(gate_with(3, 3, Duration::from_secs(60)), vec![true; 3]);
+    }
+
+    #[test]
+    fn a_shard_that_never_arrives_sends_the_others_home() {
+        assert_eq!(gate_with(3, 2, Duration::from_millis(200)), vec![false; 2]);
+    }
+}
