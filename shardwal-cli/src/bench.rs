@@ -134,6 +134,11 @@ pub struct BenchArgs {
     /// (`poll_write_completions`); runs are labelled "polled".
     #[arg(long)]
     pub poll_write_completions: bool,
+    /// Also run the bare group-commit loop with its writes waited for asleep (glommio's
+    /// main ring), like a shard with default settings; for comparison only (`x ceiling`
+    /// stays against the usual, busy-polling loop).
+    #[arg(long)]
+    pub asleep_ceiling: bool,
     /// Shared-header publishing after every group commit: on, off, or on,off to run each
     /// configuration both ways, interleaved (measures what publishing costs).
     #[arg(long, value_delimiter = ',', default_value = "on")]
@@ -364,9 +369,18 @@ fn run_writers(
             record_bytes: args.record_bytes,
             seconds: args.seconds,
             pinned: !args.unbound,
+            asleep: false,
         };
         let r = crate::ceiling::run(&next_dir(), plan)?;
         done(RunResult { geometry, ..r });
+        if args.asleep_ceiling {
+            let plan = crate::ceiling::CeilingPlan {
+                asleep: true,
+                ..plan
+            };
+            // No geometry: the x ceiling column stays against the polling loop.
+            done(crate::ceiling::run(&next_dir(), plan)?);
+        }
     }
     for &publishing in &args.publishing {
         for &via in &args.via {

@@ -9,6 +9,12 @@
 //! waiter at or below it. No framing, no checksums, no segments, no shared header: what is
 //! left is the device's write + fdatasync round trip and the cost of waking the writers,
 //! which is all that any log with group commit must pay.
+//!
+//! The loop's file is opened empty, so glommio's one IOPOLL probe per thread "succeeds"
+//! and the executor busy-polls while its write is in flight (glommio's poll ring; see
+//! `shardwal`'s `poll_write_completions`). That is the ceiling every `x ceiling` figure is
+//! against. [`CeilingPlan::asleep`] runs the same loop with its writes on the main ring,
+//! sleeping like a default shard, for comparison only.
 
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
@@ -46,13 +52,19 @@ pub struct CeilingPlan {
     pub seconds: f64,
     /// Pin executor i to CPU i (like the shards), or let them float.
     pub pinned: bool,
+    /// Wait for writes asleep (main ring) instead of busy-polling (poll ring).
+    pub asleep: bool,
 }
 
 /// The label of a ceiling run with `executors × writers`, each waiting per `batch` records.
-pub fn label(executors: u32, writers: usize, batch: usize) -> String {
-    match batch {
+pub fn label(executors: u32, writers: usize, batch: usize, asleep: bool) -> String {
+    let base = match batch {
         1 => format!("ceiling {executors}x{writers} bare group commit"),
         n => format!("ceiling {executors}x{writers} bare group commit batch {n}"),
+    };
+    match asleep {
+        true => format!("{base} asleep"),
+        false => base,
     }
 }
 
@@ -60,7 +72,7 @@ pub fn label(executors: u32, writers: usize, batch: usize) -> String {
 pub fn run(dir: &Path, plan: CeilingPlan) -> AnyResult<RunResult> {
     assert!(plan.executors > 0 && plan.writers > 0 && plan.batch > 0);
     std::fs::create_dir_all(dir)?;
-    let label = label(plan.executors, plan.writers, plan.batch);
+    let label = label(plan.executors, plan.writers, plan.batch, plan.asleep);
     let counter = Arc::new(AtomicU64::new(0));
     // Every executor prepares its file, then all start at once with the meter.
     let barrier = Arc::new(Barrier::new(plan.executors as usize + 1));
@@ -178,6 +190,14 @@ async fn executor_body(
     counter: Arc<AtomicU64>,
     index: u32,
 ) -> AnyResult<Outcome> {
+    if plan.asleep {
+        // A non-empty file first: the thread's IOPOLL probe then reads real data, fails,
+        // and every later DmaFile of this thread uses the main ring.
+        let probe = path.with_extension("probe");
+        std::fs::write(&probe, [0xA5u8; BLOCK_BYTES])?;
+        DmaFile::open(&probe).await?.close().await?;
+        std::fs::remove_file(&probe)?;
+    }
     let file = Rc::new(crate::baseline::zeroed_file(path, FILE_BYTES).await?);
     let staging = Rc::new(Staging::default());
     staging.writers_left.set(plan.writers);

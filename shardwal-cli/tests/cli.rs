@@ -290,3 +290,52 @@ fn inspect_shows_owner_positions_pins_and_segments_while_a_writer_runs() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("header: unusable"));
 }
+
+/// `--asleep-ceiling` adds the bare loop waiting asleep beside the usual (polling) one, and
+/// `x ceiling` stays against the polling one.
+#[test]
+fn the_asleep_ceiling_is_shown_but_not_compared_against() {
+    let d = tempfile::tempdir().unwrap();
+    let out = shardwal()
+        .args([
+            "bench",
+            "--seconds",
+            "0.3",
+            "--shards",
+            "1",
+            "--writers",
+            "2",
+            "--unbound",
+            "--asleep-ceiling",
+            "--poll-write-completions",
+            "--json",
+            "--dir",
+        ])
+        .arg(d.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    let rate = |label: &str| {
+        let r = runs.iter().find(|r| r["label"] == label);
+        let r = r.unwrap_or_else(|| panic!("no run {label:?} in {runs:?}"));
+        r["appends_per_sec"].as_f64().unwrap()
+    };
+    let polling = rate("ceiling 1x2 bare group commit");
+    assert!(rate("ceiling 1x2 bare group commit asleep") > 0.0);
+    let shard = runs
+        .iter()
+        .find(|r| r["label"] == "shardwal 1x2 append_durable polled")
+        .unwrap();
+    let x = shard["x_ceiling"].as_f64().unwrap();
+    let expected = shard["appends_per_sec"].as_f64().unwrap() / polling;
+    assert!(
+        (x - expected).abs() < 1e-9,
+        "x_ceiling {x}, expected {expected}"
+    );
+}
