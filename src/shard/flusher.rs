@@ -59,7 +59,7 @@ use crate::error::{FailedOp, ShardFailure};
 use crate::lsn::Lsn;
 use crate::record::FRAME_HEADER_BYTES;
 use crate::segment::{prepare_next, segment_path};
-use crate::zero_ahead::{may_issue, next_piece, Quiet, ZeroPiece};
+use crate::zero_ahead::{may_issue, next_piece, prepared_target_bytes, Quiet, ZeroPiece};
 use crate::Durability;
 
 /// Runs the flusher of `core` until the shard is closed or failed and idle.
@@ -496,11 +496,13 @@ fn zero(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
             (a.generation, a.file.clone(), range)
         });
     // The prepared segment takes no records yet and is another file: its zeros go out
-    // whether or not a commit waits (one piece at a time), and converting its blocks puts
-    // nothing into the active file's fdatasync.
+    // whether or not a commit waits (one piece at a time), paced to the active segment's
+    // fill, and converting its blocks puts nothing into the active file's fdatasync.
     let prepared = st.segments.prepared.as_ref().and_then(|p| {
         let range = p.zeroed_bytes..p.zeroed_bytes + piece;
-        (range.end <= p.segment_bytes).then(|| (p.generation, p.file.clone(), range))
+        let due =
+            range.start < prepared_target_bytes(a.write_pos, a.segment_bytes, p.segment_bytes);
+        (due && range.end <= p.segment_bytes).then(|| (p.generation, p.file.clone(), range))
     });
     let Some((generation, file, range)) = active.or(prepared) else {
         return false;
