@@ -303,8 +303,8 @@ impl WalConfigBuilder {
     /// about 45 us per write on the machine the README's figures come from). fdatasyncs
     /// are waited for as before. Worth it when every shard has a CPU of its own *and* the
     /// kernel has another CPU for its completion work (on the measured 2-vCPU VM: one shard
-    /// gained 18-30 % of throughput, two shards lost tail latency instead; see the README's
-    /// performance section). It costs CPU time and can lengthen the slowest commits, since
+    /// gained 16-33 % of throughput, two shards lost throughput and tail latency instead;
+    /// see the README's performance section). It costs CPU time and can lengthen the slowest commits, since
     /// a spinning shard delays kernel work queued on its CPU.
     ///
     /// It acts on the whole executor thread, and only if no `DmaFile` on the log's device
