@@ -14,27 +14,30 @@ fn shardwal() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shardwal"))
 }
 
+/// Runs `shardwal bench ARGS --dir DIR`, asserts that it succeeded and returns its stdout.
+fn bench_ok(args: &[&str], dir: &std::path::Path) -> String {
+    let out = shardwal()
+        .arg("bench")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 #[test]
 fn bench_runs_and_reports_every_configuration() {
     let d = tempfile::tempdir().unwrap();
-    let out = shardwal()
-        .args([
-            "bench",
-            "--seconds",
-            "0.3",
-            "--writers",
-            "1,8",
-            "--unbound",
-            "--dir",
-        ])
-        .arg(d.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = bench_ok(
+        &["--seconds", "0.3", "--writers", "1,8", "--unbound"],
+        d.path(),
     );
     for needle in [
         "device 4K write+fdatasync",
@@ -73,9 +76,8 @@ fn bench_rejects_bad_arguments() {
 #[test]
 fn bench_via_shard_and_client_reports_both_and_their_ratio() {
     let d = tempfile::tempdir().unwrap();
-    let out = shardwal()
-        .args([
-            "bench",
+    let stdout = bench_ok(
+        &[
             "--seconds",
             "0.3",
             "--writers",
@@ -86,16 +88,8 @@ fn bench_via_shard_and_client_reports_both_and_their_ratio() {
             "1,8",
             "--no-baseline",
             "--unbound",
-            "--dir",
-        ])
-        .arg(d.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        d.path(),
     );
     for needle in [
         "shardwal 2x4 append_durable ",
@@ -125,9 +119,8 @@ fn bench_via_shard_and_client_reports_both_and_their_ratio() {
 fn bench_json_sync_every_range_and_plot() {
     let d = tempfile::tempdir().unwrap();
     let plot = d.path().join("bench.svg");
-    let out = shardwal()
-        .args([
-            "bench",
+    let stdout = bench_ok(
+        &[
             "--json",
             "--unbound",
             "--no-baseline",
@@ -140,17 +133,9 @@ fn bench_json_sync_every_range_and_plot() {
             "--record-bytes",
             "10..3000",
             "--plot",
-        ])
-        .arg(&plot)
-        .arg("--dir")
-        .arg(d.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+            plot.to_str().unwrap(),
+        ],
+        d.path(),
     );
     let report: serde_json::Value = serde_json::from_str(&stdout).expect("stdout is JSON");
     let runs = report["runs"].as_array().unwrap();
@@ -296,9 +281,8 @@ fn inspect_shows_owner_positions_pins_and_segments_while_a_writer_runs() {
 #[test]
 fn the_asleep_ceiling_is_shown_but_not_compared_against() {
     let d = tempfile::tempdir().unwrap();
-    let out = shardwal()
-        .args([
-            "bench",
+    let stdout = bench_ok(
+        &[
             "--seconds",
             "0.3",
             "--shards",
@@ -309,17 +293,10 @@ fn the_asleep_ceiling_is_shown_but_not_compared_against() {
             "--asleep-ceiling",
             "--poll-write-completions",
             "--json",
-            "--dir",
-        ])
-        .arg(d.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
+        d.path(),
     );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let runs = report["runs"].as_array().unwrap();
     let rate = |label: &str| {
         let r = runs.iter().find(|r| r["label"] == label);
