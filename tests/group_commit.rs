@@ -15,19 +15,7 @@ fn concurrent_committers_share_flushes() {
     run(&cfg, || async {
         let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
         let m0 = s.metrics();
-        let tasks: Vec<_> = (0..32u32)
-            .map(|t| {
-                let s = s.clone();
-                glommio::spawn_local(async move {
-                    for i in 0..20 {
-                        s.append_durable(&payload(t, i)).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await;
-        }
+        durable_writers(&s, 32, 20).await;
         let m = s.metrics();
         let records = m.appends - m0.appends;
         let syncs = m.fdatasyncs - m0.fdatasyncs;

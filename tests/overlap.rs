@@ -85,19 +85,7 @@ fn waiting_commits_turn_pieces_off() {
     let cfg = config(d.path());
     run(&cfg, || async {
         let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
-        let tasks: Vec<_> = (0..16u32)
-            .map(|t| {
-                let s = s.clone();
-                glommio::spawn_local(async move {
-                    for i in 0..200 {
-                        s.append_durable(&payload(t, i)).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await;
-        }
+        durable_writers(&s, 16, 200).await;
         assert_eq!(s.metrics().piece_seals, 0);
         s.close().await.unwrap();
     });

@@ -238,3 +238,21 @@ pub async fn fill_segments(s: &Shard, records: u64) {
         s.append_durable(&p).await.unwrap();
     }
 }
+
+/// Runs `tasks` tasks on this executor, task `t` appending `payload(t, i)` for `i` in
+/// `0..records_each` with `append_durable`, and waits for all of them.
+pub async fn durable_writers(s: &Shard, tasks: u32, records_each: u64) {
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let s = s.clone();
+            glommio::spawn_local(async move {
+                for i in 0..records_each {
+                    s.append_durable(&payload(t, i)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.await;
+    }
+}
