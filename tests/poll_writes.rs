@@ -120,3 +120,40 @@ fn shards_opened_side_by_side_all_poll() {
         assert_log_eq(&read_all(d.path(), shard), &expected, "after close");
     }
 }
+
+/// A probe file that cannot be made fails the open with `Error::Io` naming the step,
+/// before recovery or anything is written: with polling the shard's empty probe, either
+/// way the 4 KiB probe (here both are directories in the way).
+#[test]
+fn a_probe_that_cannot_be_made_fails_the_open() {
+    for (poll, in_the_way, op) in [
+        (
+            true,
+            "iopoll.empty.0",
+            "creating the empty iopoll probe file",
+        ),
+        (false, "iopoll.probe", "opening the iopoll probe file"),
+        (true, "iopoll.probe", "opening the iopoll probe file"),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join(in_the_way).join("x")).unwrap();
+        let cfg = small(d.path(), 1)
+            .poll_write_completions(poll)
+            .build()
+            .unwrap();
+        let c = cfg.clone();
+        let err = std::thread::spawn(move || {
+            run(&c, || async { Shard::open(&c, ShardId(0)).await.err() })
+        })
+        .join()
+        .unwrap();
+        match err {
+            Some(shardwal::Error::Io { op: got, .. }) => assert_eq!(got, op, "poll {poll}"),
+            other => panic!("poll {poll}, {in_the_way} in the way: {other:?}"),
+        }
+        assert!(
+            seg_files(d.path(), 0).is_empty(),
+            "nothing written before the probe"
+        );
+    }
+}
