@@ -14,7 +14,7 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::lsn::{Lsn, ShardId};
-use crate::record::segment_seed;
+use crate::record::FrameKey;
 use crate::recovery::{scan_shard, ChainSegment};
 use crate::seek::Learner;
 use crate::segment::{shard_dir, SegmentHeader, BLOCK_BYTES};
@@ -44,7 +44,8 @@ pub struct LogReader {
     /// The segment being read; `None` between segments.
     window: Option<SegmentWindow>,
     path: PathBuf,
-    seed: u64,
+    /// The current segment's checksum key.
+    key: FrameKey,
     /// File offset of the next frame in the current segment.
     pos: u64,
     expected: Lsn,
@@ -113,7 +114,7 @@ impl LogReader {
             seg_idx,
             window: None,
             path: PathBuf::new(),
-            seed: 0,
+            key: FrameKey::from_seed(0),
             pos: 0,
             expected,
             from,
@@ -181,7 +182,7 @@ impl LogReader {
                 header.base_lsn, self.expected
             )));
         }
-        self.seed = segment_seed(header.shard.0, header.generation);
+        self.key = FrameKey::new(header.shard.0, header.generation);
         self.pos = BLOCK_BYTES as u64;
         if let Some((generation, lsn, pos)) = self.start.take() {
             if generation == header.generation && lsn >= self.expected {
@@ -237,7 +238,7 @@ impl Iterator for LogReader {
                 }
             }
             let window = self.window.as_mut().expect("a segment is loaded");
-            let step = match window.step(self.pos, self.seed, self.expected) {
+            let step = match window.step(self.pos, &self.key, self.expected) {
                 Ok(step) => step,
                 Err(e) => return self.io_error(e),
             };

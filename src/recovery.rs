@@ -45,7 +45,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::lsn::{Lsn, ShardId};
-use crate::record::{decode, segment_seed, Frame, FRAME_HEADER_BYTES};
+use crate::record::{decode_with, Frame, FrameKey, FRAME_HEADER_BYTES};
 use crate::segment::{
     list_segments, list_spares, HeaderError, SegmentHeader, BLOCK_BYTES, FORMAT_VERSION,
 };
@@ -168,8 +168,8 @@ pub fn scan_segment_bytes(bytes: &[u8]) -> std::result::Result<SegmentSummary, H
     let header = SegmentHeader::decode(bytes)?;
     let (end, next_lsn, mut vouched_lsn) = scan_frames(bytes, &header, |_, _| true);
     if let SegmentEnd::Damaged { offset, .. } = end {
-        let seed = segment_seed(header.shard.0, header.generation);
-        vouched_lsn = vouched_lsn.max(markers_after(bytes, seed, offset as usize + 1));
+        let key = FrameKey::new(header.shard.0, header.generation);
+        vouched_lsn = vouched_lsn.max(markers_after(bytes, &key, offset as usize + 1));
     }
     Ok(SegmentSummary {
         record_count: next_lsn.0 - header.base_lsn.0,
@@ -188,12 +188,12 @@ pub(crate) fn scan_frames(
     header: &SegmentHeader,
     mut visit: impl FnMut(Lsn, std::ops::Range<usize>) -> bool,
 ) -> (SegmentEnd, Lsn, Lsn) {
-    let seed = segment_seed(header.shard.0, header.generation);
+    let key = FrameKey::new(header.shard.0, header.generation);
     let mut expected = header.base_lsn;
     let mut vouched = Lsn::ZERO;
     let mut pos = BLOCK_BYTES;
     loop {
-        let end = match step(bytes, pos, seed, expected) {
+        let end = match step(bytes, pos, &key, expected) {
             Step::Record { lsn, payload, next } => {
                 expected = lsn.next();
                 if !visit(lsn, payload) {
@@ -226,11 +226,11 @@ pub(crate) fn scan_frames(
 
 /// The highest durable LSN vouched for by any valid marker at a block boundary at or after
 /// `from` (used past a damaged frame, where the contiguous scan cannot go).
-fn markers_after(bytes: &[u8], seed: u64, from: usize) -> Lsn {
+fn markers_after(bytes: &[u8], key: &FrameKey, from: usize) -> Lsn {
     let mut vouched = Lsn::ZERO;
     let mut pos = from.next_multiple_of(BLOCK_BYTES).max(BLOCK_BYTES);
     while pos + FRAME_HEADER_BYTES <= bytes.len() {
-        if let Frame::Marker { durable_lsn } = decode(&bytes[pos..], seed) {
+        if let Frame::Marker { durable_lsn } = decode_with(&bytes[pos..], key) {
             vouched = vouched.max(durable_lsn);
         }
         pos += BLOCK_BYTES;
@@ -244,12 +244,12 @@ fn scan_window(
     win: &mut SegmentWindow,
     header: &SegmentHeader,
 ) -> std::io::Result<(SegmentEnd, Lsn, Lsn)> {
-    let seed = segment_seed(header.shard.0, header.generation);
+    let key = FrameKey::new(header.shard.0, header.generation);
     let mut expected = header.base_lsn;
     let mut vouched = Lsn::ZERO;
     let mut pos = BLOCK_BYTES as u64;
     loop {
-        let end = match win.step(pos, seed, expected)? {
+        let end = match win.step(pos, &key, expected)? {
             WalkStep::Record { lsn, next, .. } => {
                 assert_eq!(lsn, expected, "the walk yields records in order");
                 expected = lsn.next();
@@ -297,8 +297,8 @@ fn walk_segment(win: &mut SegmentWindow, header: &SegmentHeader) -> std::io::Res
     let (end, next, mut vouched) = scan_window(win, header)?;
     assert!(next >= header.base_lsn, "the walk never goes back");
     if let SegmentEnd::Damaged { offset, .. } = end {
-        let seed = segment_seed(header.shard.0, header.generation);
-        vouched = vouched.max(win.markers_from(seed, offset + 1)?);
+        let key = FrameKey::new(header.shard.0, header.generation);
+        vouched = vouched.max(win.markers_from(&key, offset + 1)?);
     }
     Ok(Walked {
         end,
@@ -450,10 +450,10 @@ impl Pass {
             },
         };
         self.check_owner(&header, generation, &path)?;
-        let seed = segment_seed(self.shard.0, generation);
+        let key = FrameKey::new(self.shard.0, generation);
         if self.damage.is_some() {
             // Beyond a torn tail: only look for markers that would prove it was not torn.
-            let marked = win.markers_from(seed, BLOCK_BYTES as u64);
+            let marked = win.markers_from(&key, BLOCK_BYTES as u64);
             self.vouched = self.vouched.max(marked.map_err(read_error)?);
             self.scan.remove.push(path);
             return Ok(());
@@ -467,7 +467,7 @@ impl Pass {
                     reason: "segment does not continue the previous one",
                     chain_len: self.scan.chain.len(),
                 }));
-                let marked = win.markers_from(seed, BLOCK_BYTES as u64);
+                let marked = win.markers_from(&key, BLOCK_BYTES as u64);
                 self.vouched = self.vouched.max(marked.map_err(read_error)?);
                 self.scan.remove.push(path);
                 return Ok(());
@@ -514,8 +514,8 @@ impl Pass {
                 }
                 // The header cannot be trusted, so neither can a seed derived from it; use
                 // the one the file name implies to look for vouching markers.
-                let seed = segment_seed(self.shard.0, generation);
-                let marked = win.markers_from(seed, BLOCK_BYTES as u64);
+                let key = FrameKey::new(self.shard.0, generation);
+                let marked = win.markers_from(&key, BLOCK_BYTES as u64);
                 self.vouched = self.vouched.max(marked.map_err(read_error)?);
                 Ok(None)
             }

@@ -21,7 +21,7 @@ use glommio::io::DmaBuffer;
 
 use crate::arena::{lies_in, RingBuffers, SlotBuffers};
 use crate::lsn::Lsn;
-use crate::record::{encode_marker, FRAME_HEADER_BYTES};
+use crate::record::{encode_marker_with, FrameKey, FRAME_HEADER_BYTES};
 use crate::segment::{SegmentHeader, BLOCK_BYTES};
 use crate::storage::StorageFile;
 
@@ -39,7 +39,8 @@ pub(crate) enum SlotState {
 pub(crate) struct BatchTarget {
     pub generation: u64,
     pub file: Rc<dyn StorageFile>,
-    pub seed: u64,
+    /// The segment's checksum key.
+    pub key: FrameKey,
     /// 4 KiB-aligned file position of the batch's first byte.
     pub file_pos: u64,
     /// Bytes the batch may occupy (fill buffer size, or less near the segment's end).
@@ -53,7 +54,7 @@ pub(crate) struct Slot {
     pub state: SlotState,
     pub generation: u64,
     pub file: Option<Rc<dyn StorageFile>>,
-    seed: u64,
+    key: FrameKey,
     pub file_pos: u64,
     used_bytes: usize,
     limit_bytes: usize,
@@ -106,7 +107,7 @@ impl Ring {
                 state: SlotState::Free,
                 generation: 0,
                 file: None,
-                seed: 0,
+                key: FrameKey::from_seed(0),
                 file_pos: 0,
                 used_bytes: 0,
                 limit_bytes: 0,
@@ -153,7 +154,7 @@ impl Ring {
         slot.state = SlotState::Open;
         slot.generation = target.generation;
         slot.file = Some(target.file);
-        slot.seed = target.seed;
+        slot.key = target.key;
         slot.file_pos = target.file_pos;
         slot.used_bytes = used;
         slot.limit_bytes = target.limit_bytes;
@@ -164,10 +165,10 @@ impl Ring {
         self.next_open = (idx + 1) % self.slots.len();
     }
 
-    /// Space for one frame of `frame_bytes` in the open slot, with the slot's checksum seed,
+    /// Space for one frame of `frame_bytes` in the open slot, with the slot's checksum key,
     /// or `None` when no slot is open or the frame does not fit.
     #[inline]
-    pub fn reserve(&mut self, frame_bytes: usize, lsn: Lsn) -> Option<(&mut [u8], u64)> {
+    pub fn reserve(&mut self, frame_bytes: usize, lsn: Lsn) -> Option<(&mut [u8], &FrameKey)> {
         let idx = self.open?;
         let slot = &mut self.slots[idx];
         if slot.used_bytes + frame_bytes > slot.limit_bytes {
@@ -180,7 +181,7 @@ impl Ring {
         let fill = Rc::get_mut(&mut slot.bufs.fill).expect("an open slot has no writer");
         Some((
             &mut fill.as_bytes_mut()[start..start + frame_bytes],
-            slot.seed,
+            &slot.key,
         ))
     }
 
@@ -212,7 +213,7 @@ impl Ring {
         assert!(padded <= slot.bufs.fill.len());
         let fill = Rc::get_mut(&mut slot.bufs.fill).expect("an open slot has no writer");
         let bytes = fill.as_bytes_mut();
-        encode_marker(&mut bytes[slot.marker_offset..], slot.seed, durable_lsn);
+        encode_marker_with(&mut bytes[slot.marker_offset..], &slot.key, durable_lsn);
         bytes[slot.used_bytes..padded].fill(0);
         slot.padded_bytes = padded;
         slot.state = SlotState::Sealed;
@@ -317,7 +318,7 @@ mod tests {
     use super::*;
     use crate::arena::Arena;
     use crate::lsn::ShardId;
-    use crate::record::{decode, encode_record, frame_bytes, segment_seed, Frame};
+    use crate::record::{decode, encode_record_with, frame_bytes, segment_seed, Frame};
     use crate::storage::StorageFile;
     use async_trait::async_trait;
 
@@ -339,7 +340,7 @@ mod tests {
         BatchTarget {
             generation: 7,
             file: Rc::new(NoFile),
-            seed: segment_seed(0, 7),
+            key: FrameKey::new(0, 7),
             file_pos,
             limit_bytes: FILL,
             header: header.then_some(SegmentHeader {
@@ -365,8 +366,8 @@ mod tests {
     fn append(ring: &mut Ring, lsn: u64, len: usize) -> bool {
         let payload = vec![lsn as u8; len];
         match ring.reserve(frame_bytes(len), Lsn(lsn)) {
-            Some((dst, seed)) => {
-                encode_record(dst, seed, Lsn(lsn), &payload);
+            Some((dst, key)) => {
+                encode_record_with(dst, key, Lsn(lsn), &payload);
                 true
             }
             None => false,

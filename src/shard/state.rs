@@ -31,7 +31,7 @@ use crate::config::WalConfig;
 use crate::error::{Error, ShardFailure};
 use crate::lsn::{Lsn, ShardId};
 use crate::metrics::ShardMetrics;
-use crate::record::{encode_record, frame_bytes, segment_seed, FRAME_HEADER_BYTES};
+use crate::record::{encode_record_with, frame_bytes, FrameKey, FRAME_HEADER_BYTES};
 use crate::recovery::ChainSegment;
 use crate::ring::{BatchTarget, PieceWrite, Ring};
 use crate::seek::LearnedStarts;
@@ -493,7 +493,7 @@ impl State {
         let target = BatchTarget {
             generation: a.generation,
             file: a.file.clone(),
-            seed: segment_seed(core.id.0, a.generation),
+            key: FrameKey::new(core.id.0, a.generation),
             file_pos: a.write_pos,
             limit_bytes: limit as usize,
             header,
@@ -542,8 +542,8 @@ impl State {
         let frame = frame_bytes(payload.len());
         loop {
             let lsn = self.marks.next_lsn;
-            if let Some((dst, seed)) = self.ring.reserve(frame, lsn) {
-                encode_record(dst, seed, lsn, payload);
+            if let Some((dst, key)) = self.ring.reserve(frame, lsn) {
+                encode_record_with(dst, key, lsn, payload);
                 self.marks.next_lsn = lsn.next();
                 self.metrics.appends += 1;
                 self.metrics.appended_bytes += payload.len() as u64;

@@ -5,7 +5,7 @@
 mod window;
 
 use crate::lsn::Lsn;
-use crate::record::{decode, Frame, FRAME_HEADER_BYTES};
+use crate::record::{decode_with, Frame, FrameKey, FRAME_HEADER_BYTES};
 use crate::segment::BLOCK_BYTES;
 
 pub(crate) use window::{SegmentWindow, WalkStep};
@@ -58,7 +58,7 @@ pub(crate) enum Step {
 /// record with LSN `expected` should come next. The one definition of the frame walk:
 /// recovery and replay ([`crate::LogReader`]) both step with it, on a whole segment or
 /// through a [`SegmentWindow`].
-pub(crate) fn step(bytes: &[u8], pos: usize, seed: u64, expected: Lsn) -> Step {
+pub(crate) fn step(bytes: &[u8], pos: usize, key: &FrameKey, expected: Lsn) -> Step {
     let boundary = pos.next_multiple_of(BLOCK_BYTES);
     if short_padding(bytes, pos) {
         return Step::Skip {
@@ -69,7 +69,7 @@ pub(crate) fn step(bytes: &[u8], pos: usize, seed: u64, expected: Lsn) -> Step {
     if pos + FRAME_HEADER_BYTES > bytes.len() {
         return Step::Full;
     }
-    match decode(&bytes[pos..], seed) {
+    match decode_with(&bytes[pos..], key) {
         Frame::Marker { .. } if pos != boundary => Step::Damaged("marker inside a write"),
         Frame::Marker { durable_lsn } => Step::Skip {
             next: pos + FRAME_HEADER_BYTES,

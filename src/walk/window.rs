@@ -28,7 +28,7 @@ use bytes::Bytes;
 
 use super::{all_zero, step, Step};
 use crate::lsn::Lsn;
-use crate::record::{decode, frame_bytes, Frame, FRAME_HEADER_BYTES};
+use crate::record::{decode_with, frame_bytes, Frame, FrameKey, FRAME_HEADER_BYTES};
 use crate::segment::BLOCK_BYTES;
 
 /// Bytes a segment window reads at a time.
@@ -147,14 +147,14 @@ impl SegmentWindow {
 
     /// The highest durable LSN vouched for by a valid marker at any block boundary at or
     /// after `from` ([`Lsn::ZERO`] if none). Reads the rest of the file, a chunk at a time.
-    pub fn markers_from(&mut self, seed: u64, from: u64) -> std::io::Result<Lsn> {
+    pub fn markers_from(&mut self, key: &FrameKey, from: u64) -> std::io::Result<Lsn> {
         let block = BLOCK_BYTES as u64;
         let mut vouched = Lsn::ZERO;
         let mut pos = from.next_multiple_of(block).max(block);
         while pos + FRAME_HEADER_BYTES as u64 <= self.file_len {
             self.cover(pos, CHUNK_BYTES)?;
             let off = (pos - self.base) as usize;
-            if let Frame::Marker { durable_lsn } = decode(&self.bytes[off..], seed) {
+            if let Frame::Marker { durable_lsn } = decode_with(&self.bytes[off..], key) {
                 vouched = vouched.max(durable_lsn);
             }
             pos += block;
@@ -166,7 +166,7 @@ impl SegmentWindow {
     /// record `expected` should come next.
     ///
     /// Errors: a read of the file failed.
-    pub fn step(&mut self, pos: u64, seed: u64, expected: Lsn) -> std::io::Result<WalkStep> {
+    pub fn step(&mut self, pos: u64, key: &FrameKey, expected: Lsn) -> std::io::Result<WalkStep> {
         assert!(
             pos >= BLOCK_BYTES as u64,
             "frames start after the header block"
@@ -182,7 +182,7 @@ impl SegmentWindow {
         }
         let off = (pos - self.base) as usize;
         let base = self.base;
-        Ok(match step(&self.bytes, off, seed, expected) {
+        Ok(match step(&self.bytes, off, key, expected) {
             Step::Record { lsn, payload, next } => WalkStep::Record {
                 lsn,
                 payload: self.bytes.slice(payload),
@@ -226,7 +226,7 @@ mod tests {
         let mut w = SegmentWindow::open(path).unwrap();
         let (mut pos, mut expected, mut out) = (BLOCK_BYTES as u64, Lsn(1), Vec::new());
         loop {
-            match w.step(pos, seed, expected).unwrap() {
+            match w.step(pos, &FrameKey::from_seed(seed), expected).unwrap() {
                 WalkStep::Record { lsn, payload, next } => {
                     out.push((lsn, payload.to_vec()));
                     expected = lsn.next();
