@@ -298,17 +298,29 @@ pub(crate) async fn prepare_segment(
 
 /// The most bytes a segment that a shard starts at open is given (see
 /// [`first_segment_bytes`]).
-pub const FIRST_SEGMENT_MAX_BYTES: u64 = 8 << 20;
+pub const FIRST_SEGMENT_MAX_BYTES: u64 = 2 << 20;
 
 /// The size of a new segment that `Shard::open` creates (a fresh shard, or after a torn
 /// tail): `segment_bytes`, but at most [`FIRST_SEGMENT_MAX_BYTES`] (and at least two flush
-/// buffers). Opening reserves it without zeroing it, so its records land on unwritten
-/// blocks; keeping it small moves the log soon to the next segment, which the flusher
-/// zeroes in the background.
+/// buffers). Opening zeroes it whole before it returns (a few milliseconds for 2 MiB), so
+/// records land on written blocks from the first commit on; keeping it small keeps that
+/// short, and the segments after it grow ([`next_segment_bytes`]).
 pub fn first_segment_bytes(segment_bytes: u64, flush_buffer_bytes: usize) -> u64 {
     let floor = 2 * flush_buffer_bytes as u64;
     let bytes = segment_bytes.min(FIRST_SEGMENT_MAX_BYTES.max(floor));
     debug_assert!(bytes.is_multiple_of(BLOCK_BYTES as u64));
+    bytes
+}
+
+/// The size of a new file prepared while a segment of `active_bytes` is active: twice that,
+/// at most `segment_bytes` (a recycled spare always has `segment_bytes`). The flusher zeroes
+/// a prepared segment in step with the active one's fill (`zero_ahead`), so a successor
+/// twice as large is zeroed at twice the record rate. A full-size successor of an 8 MiB
+/// first segment took eight times the record rate, in a burst of zero writes that met the
+/// commits of a run's first half second (`docs/writepath.md`).
+pub fn next_segment_bytes(active_bytes: u64, segment_bytes: u64) -> u64 {
+    let bytes = segment_bytes.min(active_bytes.saturating_mul(2));
+    assert!(bytes > 0 && bytes.is_multiple_of(BLOCK_BYTES as u64));
     bytes
 }
 
@@ -458,10 +470,18 @@ mod tests {
 
     #[test]
     fn the_first_segment_is_small_but_holds_two_buffers() {
-        assert_eq!(first_segment_bytes(64 << 20, 1 << 20), 8 << 20);
-        assert_eq!(first_segment_bytes(4 << 20, 1 << 20), 4 << 20);
+        assert_eq!(first_segment_bytes(64 << 20, 1 << 20), 2 << 20);
+        assert_eq!(first_segment_bytes(4 << 20, 1 << 20), 2 << 20);
+        assert_eq!(first_segment_bytes(4 << 20, 2 << 20), 4 << 20);
+        assert_eq!(first_segment_bytes(1 << 20, 64 << 10), 1 << 20);
         assert_eq!(first_segment_bytes(256 << 10, 64 << 10), 256 << 10);
         assert_eq!(first_segment_bytes(1 << 30, 16 << 20), 32 << 20);
+        // Then each new file twice the active one, up to the configured size.
+        assert_eq!(next_segment_bytes(2 << 20, 64 << 20), 4 << 20);
+        assert_eq!(next_segment_bytes(32 << 20, 64 << 20), 64 << 20);
+        assert_eq!(next_segment_bytes(64 << 20, 64 << 20), 64 << 20);
+        assert_eq!(next_segment_bytes(48 << 20, 64 << 20), 64 << 20);
+        assert_eq!(next_segment_bytes(256 << 10, 256 << 10), 256 << 10);
     }
 
     #[test]

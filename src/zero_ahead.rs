@@ -29,9 +29,9 @@
 //! * **the active segment**, only while the shard is quiet ([`may_issue`]: no commit
 //!   waiting for a record that is not durable, no batch sealed, in flight or unsynced, no
 //!   fdatasync running), a bounded distance ([`ZERO_AHEAD_BYTES`]) ahead of the write head.
-//!   This is for a segment that was not zeroed before it became active: the small first
-//!   segment of a fresh shard (`segment::first_segment_bytes`), a segment resumed after
-//!   reopening. Its conversions do cost the next fdatasync of the active file a journal
+//!   This is for a segment that was not zeroed before it became active: a segment resumed
+//!   after reopening (a new first segment is zeroed whole by `Shard::open`, see
+//!   `segment::first_segment_bytes`). Its conversions do cost the next fdatasync of the active file a journal
 //!   commit, one per piece instead of one per commit; under constant load nothing is zeroed
 //!   there and records go to unwritten blocks (slower, never stalled).
 //!

@@ -12,9 +12,10 @@ use std::os::unix::fs::FileExt;
 use shardwal::{Error, Lsn, Shard, ShardId};
 
 const RECORD_BYTES: usize = 4000;
-const RECORDS: u64 = 1_300; // about 5.2 MB: one 8 MiB first segment, several strides
+const RECORDS: u64 = 1_300; // about 5.2 MB: the 2 MiB first segment, then most of the 4 MiB second
 
-/// One shard, 64 MiB segments (the first one 8 MiB), records of [`RECORD_BYTES`].
+/// One shard, 64 MiB segments (the first one 2 MiB, the next ones twice the one before),
+/// records of [`RECORD_BYTES`].
 fn config(dir: &std::path::Path) -> shardwal::WalConfig {
     small(dir, 1)
         .segment_bytes(64 << 20)
@@ -43,15 +44,13 @@ fn a_late_reader_starts_near_its_lsn_and_skips_the_start_of_the_segment() {
         let s = Shard::open(&c, ShardId(0)).await.unwrap();
         fill(&s, RECORDS).await;
         let files = used_seg_files(&dir, 0);
-        assert_eq!(
-            files.len(),
-            1,
-            "every record is in the first segment: {files:?}"
-        );
-        damage_at_200_kib(&files[0]);
+        assert_eq!(files.len(), 2, "the records fill two segments: {files:?}");
+        // The second segment holds LSN 1000, about 1.9 MB (more than a stride) past its
+        // damaged 200 KiB.
+        damage_at_200_kib(&files[1]);
 
-        // From LSN 1000 (about 4 MB in), the reader starts at an indexed batch past the
-        // damage and returns every record to the end.
+        // From LSN 1000 (about 2 MB into the second segment), the reader starts at an
+        // indexed batch past the damage and returns every record to the end.
         assert_eq!(read_checked(&s, Lsn(1000)).unwrap(), RECORDS - 999);
 
         // From LSN 1, the reader walks into the damage and says so.
@@ -95,7 +94,7 @@ fn read_checked(s: &Shard, from: Lsn) -> Result<u64, Error> {
 
 #[test]
 fn a_walk_of_an_older_segment_teaches_the_shard_where_its_batches_start() {
-    const OLD_RECORDS: u64 = 3_000; // about 12 MB: an 8 MiB first segment, then the next
+    const OLD_RECORDS: u64 = 3_000; // about 12 MB: segments of 2, 4 and 8 MiB
     let d = tempfile::tempdir().unwrap();
     let cfg = config(d.path());
     let dir = d.path().to_path_buf();
@@ -109,8 +108,9 @@ fn a_walk_of_an_older_segment_teaches_the_shard_where_its_batches_start() {
         );
         s.close().await.unwrap();
     });
-    let first_segment = used_seg_files(d.path(), 0)[0].clone();
-    let damage = || damage_at_200_kib(&first_segment);
+    // The sealed second segment holds LSN 1000, about 1.9 MB past its damaged 200 KiB.
+    let sealed = used_seg_files(d.path(), 0)[1].clone();
+    let damage = || damage_at_200_kib(&sealed);
 
     // Reopened: a replay from the first record walks the sealed segment and teaches the
     // shard; then damage 200 KiB into that segment.
@@ -121,7 +121,7 @@ fn a_walk_of_an_older_segment_teaches_the_shard_where_its_batches_start() {
         let total = OLD_RECORDS + 100;
         assert_eq!(read_checked(&s, Lsn(1)).unwrap(), total);
         damage();
-        // From LSN 1000 (about 4 MB into the sealed segment) the reader begins at a learned
+        // From LSN 1000 (about 2 MB into the sealed segment) the reader begins at a learned
         // batch past the damage and reads every record to the end.
         assert_eq!(read_checked(&s, Lsn(1000)).unwrap(), total - 999);
         // So does a reader in the segment the shard resumed in (learned and its own).

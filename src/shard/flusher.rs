@@ -31,7 +31,8 @@
 //!    the active segment is nearly full, not before the first batch of the session is
 //!    durable, nor zero: the first commit after opening has the device to itself): from a
 //!    spare left by truncation when there is one (recycled), else a new file reserved with
-//!    `fallocate` (no data written).
+//!    `fallocate` (no data written), twice the size of the active segment up to
+//!    `segment_bytes` (`segment::next_segment_bytes`).
 //! 7. [`zero`]: one piece of zeros at a time, so that records land on written blocks (see
 //!    `zero_ahead`): a bounded distance ahead of the write head while nothing waits to
 //!    become durable, otherwise through the prepared segment from its start.
@@ -58,7 +59,7 @@ use super::state::{Core, PieceInFlight, State, ZeroInFlight};
 use crate::error::{FailedOp, ShardFailure};
 use crate::lsn::Lsn;
 use crate::record::FRAME_HEADER_BYTES;
-use crate::segment::{prepare_next, segment_path};
+use crate::segment::{next_segment_bytes, prepare_next, segment_path};
 use crate::zero_ahead::{may_issue, next_piece, prepared_target_bytes, Quiet, ZeroPiece};
 use crate::Durability;
 
@@ -446,10 +447,14 @@ fn start_preparing(core: &Core, st: &mut State) {
     let storage = core.storage.clone();
     let dir = core.shard_dir.clone();
     let zero_block = core.zero_block.clone();
-    let (generation, bytes) = (st.segments.next_generation, core.config.segment_bytes);
+    let generation = st.segments.next_generation;
     st.segments.next_generation += 1;
     // The oldest spare first (any would do: each is below `generation`).
     let spare = (!st.segments.spares.is_empty()).then(|| st.segments.spares.remove(0));
+    let bytes = match spare {
+        Some(_) => core.config.segment_bytes,
+        None => next_segment_bytes(st.segments.active.segment_bytes, core.config.segment_bytes),
+    };
     st.segments.preparing = Some(Box::pin(async move {
         prepare_next(&*storage, &dir, spare, generation, bytes, &zero_block).await
     }));
