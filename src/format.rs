@@ -52,9 +52,9 @@ pub use crate::record::{
 };
 pub use crate::recovery::{scan_segment_bytes, SegmentEnd, SegmentSummary};
 pub use crate::segment::{
-    first_segment_bytes, list_segments, list_shards, list_spares, segment_path, shard_count,
-    shard_dir, spare_path, HeaderError, SegmentHeader, BLOCK_BYTES, FIRST_SEGMENT_MAX_BYTES,
-    FORMAT_VERSION, MAGIC,
+    first_segment_bytes, list_segments, list_shards, list_spares, next_segment_bytes, segment_path,
+    shard_count, shard_dir, spare_path, HeaderError, SegmentHeader, BLOCK_BYTES,
+    FIRST_SEGMENT_MAX_BYTES, FORMAT_VERSION, MAGIC,
 };
 pub use crate::shm::HEADER_FILE_NAME;
 pub use crate::walk::{CHUNK_BYTES, MAX_FRAME_BYTES};

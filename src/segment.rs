@@ -11,7 +11,9 @@
 //! costs the next fdatasync of the file a journal commit; the flusher therefore zeroes the
 //! prepared segment in the background, one piece at a time, and the active one ahead of
 //! the write head while the shard is quiet (the `zero_ahead` module), so that records land
-//! on really written blocks. (Before issue 12 the whole file was
+//! on really written blocks. The small first segment of a fresh shard is zeroed by
+//! `Shard::open` itself ([`first_segment_bytes`]), and each new file after it is twice the
+//! size of the active one ([`next_segment_bytes`]). (Before issue 12 the whole file was
 //! written full of zeros and fdatasynced first: 64 MiB of writes in front of the first
 //! commit and in front of every fdatasync while it ran.) Its first 4 KiB block holds the
 //! header; it is written together with the segment's first records, so a prepared but
