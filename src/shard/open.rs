@@ -22,7 +22,7 @@ use crate::ring::Ring;
 use crate::seek::LearnedStarts;
 use crate::segment::{
     first_segment_bytes, generation_of, list_spares, prepare_next, shard_dir, spare_path,
-    PreparedSegment, Spare,
+    PreparedSegment, Spare, FIRST_SEGMENT_MAX_BYTES,
 };
 use crate::shm::owner::{HeaderOwner, ShardHeader};
 use crate::storage::Storage;
@@ -166,12 +166,15 @@ pub(super) async fn open_on(
     Ok(core)
 }
 
-/// Zeroes a new segment `p` whole (a recycled one is written through already) and
-/// fdatasyncs it, before any record goes in: `zeros` a piece at a time, all pieces at once,
-/// then `zero_block`s for a tail shorter than a piece. For the 2 MiB first segment this is
-/// eight writes of 256 KiB, 2-3 ms on the project's machine; its records then neither
-/// convert extents (every commit's fdatasync would commit metadata) nor wait behind
-/// pieces the flusher zeroes ahead of them.
+/// Zeroes a new segment `p` from its start (a recycled one is written through already), at
+/// most [`FIRST_SEGMENT_MAX_BYTES`] of it, and fdatasyncs it, before any record goes in:
+/// `zeros` a piece at a time, all pieces at once, then `zero_block`s for a tail shorter
+/// than a piece. For the default 2 MiB first segment this is the whole segment in eight
+/// writes of 256 KiB, 2-3 ms on the project's machine; its records then neither convert
+/// extents (every commit's fdatasync would commit metadata) nor wait behind pieces the
+/// flusher zeroes ahead of them. (With flush buffers above 1 MiB the first segment is
+/// larger, two buffers; the rest of it is zeroed ahead of the head while the shard is
+/// quiet, as a resumed segment is, so that the open stays short.)
 ///
 /// Crash points: the file holds zeros only, header block included, whether or not any of
 /// these writes reached the disk: recovery sees a prepared, unused segment, as it would
@@ -192,9 +195,10 @@ async fn zero_new_segment(
         return Ok(());
     }
     let (piece, block) = (zeros.len() as u64, zero_block.len() as u64);
-    let pieces = p.segment_bytes / piece;
-    let tail_blocks = (p.segment_bytes - pieces * piece) / block;
-    assert_eq!(pieces * piece + tail_blocks * block, p.segment_bytes);
+    let bytes = p.segment_bytes.min(FIRST_SEGMENT_MAX_BYTES);
+    let pieces = bytes / piece;
+    let tail_blocks = (bytes - pieces * piece) / block;
+    assert_eq!(pieces * piece + tail_blocks * block, bytes);
     let writes = (0..pieces)
         .map(|i| (zeros, i * piece))
         .chain((0..tail_blocks).map(|i| (zero_block, pieces * piece + i * block)))
@@ -219,7 +223,7 @@ async fn zero_new_segment(
         .fdatasync()
         .await
         .map_err(|e| Error::io(zeroing, &p.path, e))?;
-    p.zeroed_bytes = p.segment_bytes;
+    p.zeroed_bytes = bytes;
     Ok(())
 }
 
