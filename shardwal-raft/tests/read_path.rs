@@ -287,10 +287,13 @@ fn through_the_client_reads_match_and_a_kept_stream_does_not_block_a_purge() {
 fn after_a_reopen_a_miss_into_an_older_segment_begins_near_its_entry() {
     const ENTRIES: u64 = 12_000; // over 12 MB: an 8 MiB first segment, then the next
     let dir = tempfile::tempdir().unwrap();
+    // 4 MiB flush buffers make the first segment two buffers, 8 MiB (with the default 1 MiB
+    // it would be 2 MiB, and entry 5000 would lie in a later segment than the damage).
     let cfg = WalConfig::builder(dir.path())
         .shard_count(1)
         .placement(shardwal::CpuPlacement::Unbound)
         .segment_bytes(64 << 20)
+        .flush_buffer_bytes(4 << 20)
         .build()
         .unwrap();
     GlommioRuntime::new(1).block_on(async {
