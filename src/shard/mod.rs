@@ -77,7 +77,8 @@ pub struct Shard {
 
 impl Shard {
     /// Opens shard `id` of the log `config` describes, inside the calling glommio executor:
-    /// recovers its segments, allocates its buffers, prepares a segment to write into and
+    /// recovers its segments, allocates its buffers, prepares a segment to write into (a new
+    /// one is zeroed, at most its first 2 MiB, and fdatasynced before this returns) and
     /// starts its flusher task. Use [`crate::spawn`] to run one executor per shard instead.
     ///
     /// Recovery reads every segment's header and walks record by record only the newest
