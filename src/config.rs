@@ -304,8 +304,8 @@ impl WalConfigBuilder {
     /// are waited for as before. Worth it when every shard has a CPU of its own *and* the
     /// kernel has another CPU for its completion work (on the measured 2-vCPU VM: one shard
     /// gained 16-33 % of throughput, two shards lost throughput and tail latency instead;
-    /// see the README's performance section). It costs CPU time and can lengthen the slowest commits, since
-    /// a spinning shard delays kernel work queued on its CPU.
+    /// see the README's performance section). It costs CPU time and can lengthen the
+    /// slowest commits, since a spinning shard delays kernel work queued on its CPU.
     ///
     /// It acts on the whole executor thread, and only if no `DmaFile` on the log's device
     /// was opened on that thread before the shard (glommio decides once per thread and

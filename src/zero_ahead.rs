@@ -30,10 +30,11 @@
 //!   waiting for a record that is not durable, no batch sealed, in flight or unsynced, no
 //!   fdatasync running), a bounded distance ([`ZERO_AHEAD_BYTES`]) ahead of the write head.
 //!   This is for a segment that was not zeroed before it became active: a segment resumed
-//!   after reopening (a new first segment is zeroed whole by `Shard::open`, see
-//!   `segment::first_segment_bytes`). Its conversions do cost the next fdatasync of the active file a journal
-//!   commit, one per piece instead of one per commit; under constant load nothing is zeroed
-//!   there and records go to unwritten blocks (slower, never stalled).
+//!   after reopening, and a first segment larger than the 2 MiB that `Shard::open` zeroes
+//!   (`segment::zero_prefix`; two flush buffers above 1 MiB each). Its conversions do cost
+//!   the next fdatasync of the active file a journal commit, one per piece instead of one
+//!   per commit; under constant load nothing is zeroed there and records go to unwritten
+//!   blocks (slower, never stalled).
 //!
 //! # Never over a record
 //! In the active segment a piece starts at or after `write_pos + flush_buffer_bytes` when

@@ -22,7 +22,7 @@ use crate::ring::Ring;
 use crate::seek::LearnedStarts;
 use crate::segment::{
     first_segment_bytes, generation_of, list_spares, prepare_next, shard_dir, spare_path,
-    PreparedSegment, Spare, FIRST_SEGMENT_MAX_BYTES,
+    zero_prefix, Spare, FIRST_SEGMENT_MAX_BYTES,
 };
 use crate::shm::owner::{HeaderOwner, ShardHeader};
 use crate::storage::Storage;
@@ -166,67 +166,6 @@ pub(super) async fn open_on(
     Ok(core)
 }
 
-/// Zeroes a new segment `p` from its start (a recycled one is written through already), at
-/// most [`FIRST_SEGMENT_MAX_BYTES`] of it, and fdatasyncs it, before any record goes in:
-/// `zeros` a piece at a time, all pieces at once, then `zero_block`s for a tail shorter
-/// than a piece. For the default 2 MiB first segment this is the whole segment in eight
-/// writes of 256 KiB, 2-3 ms on the project's machine; its records then neither convert
-/// extents (every commit's fdatasync would commit metadata) nor wait behind pieces the
-/// flusher zeroes ahead of them. (With flush buffers above 1 MiB the first segment is
-/// larger, two buffers; the rest of it is zeroed ahead of the head while the shard is
-/// quiet, as a resumed segment is, so that the open stays short.)
-///
-/// Crash points: the file holds zeros only, header block included, whether or not any of
-/// these writes reached the disk: recovery sees a prepared, unused segment, as it would
-/// right after `prepare_segment`.
-///
-/// Errors: [`Error::Io`] naming the segment when a write fails or falls short, or the
-/// fdatasync fails; the open fails and nothing was acknowledged.
-async fn zero_new_segment(
-    p: &mut PreparedSegment,
-    zeros: &Rc<DmaBuffer>,
-    zero_block: &Rc<DmaBuffer>,
-) -> Result<()> {
-    if p.recycled {
-        assert_eq!(
-            p.zeroed_bytes, p.segment_bytes,
-            "a spare is written through"
-        );
-        return Ok(());
-    }
-    let (piece, block) = (zeros.len() as u64, zero_block.len() as u64);
-    let bytes = p.segment_bytes.min(FIRST_SEGMENT_MAX_BYTES);
-    let pieces = bytes / piece;
-    let tail_blocks = (bytes - pieces * piece) / block;
-    assert_eq!(pieces * piece + tail_blocks * block, bytes);
-    let writes = (0..pieces)
-        .map(|i| (zeros, i * piece))
-        .chain((0..tail_blocks).map(|i| (zero_block, pieces * piece + i * block)))
-        .map(|(buf, pos)| {
-            let file = p.file.clone();
-            async move {
-                let n = file.write_at(buf.clone(), pos).await?;
-                match n == buf.len() {
-                    true => Ok(()),
-                    false => Err(std::io::Error::new(
-                        std::io::ErrorKind::WriteZero,
-                        format!("short write: {n} of {} bytes (disk full?)", buf.len()),
-                    )),
-                }
-            }
-        });
-    let zeroing = "zeroing the first segment";
-    for result in futures::future::join_all(writes).await {
-        result.map_err(|e| Error::io(zeroing, &p.path, e))?;
-    }
-    p.file
-        .fdatasync()
-        .await
-        .map_err(|e| Error::io(zeroing, &p.path, e))?;
-    p.zeroed_bytes = bytes;
-    Ok(())
-}
-
 /// The shard's directory, created (and its parent directory synced) when missing.
 fn create_shard_dir(config: &WalConfig, id: ShardId) -> Result<PathBuf> {
     let sdir = shard_dir(&config.dir, id);
@@ -276,7 +215,11 @@ async fn recovered_segments(
             let mut p = prepare_next(storage, sdir, spare, next_generation, bytes, zero_block)
                 .await
                 .map_err(|e| Error::io("preparing segment", sdir, e))?;
-            zero_new_segment(&mut p, zeros, zero_block).await?;
+            // At most 2 MiB, whatever the flush buffers: the open stays short. The rest of a
+            // larger first segment is zeroed ahead of the head while the shard is quiet.
+            zero_prefix(&mut p, FIRST_SEGMENT_MAX_BYTES, zeros, zero_block)
+                .await
+                .map_err(|e| Error::io("zeroing the first segment", &p.path, e))?;
             next_generation += 1;
             chain.push(ChainSegment {
                 generation: p.generation,
