@@ -16,7 +16,7 @@ use common::*;
 
 use std::rc::Rc;
 
-use shardwal::storage::{DmaStorage, FaultOp, FaultPlan, FaultProbe, FaultyStorage};
+use shardwal::storage::{DmaStorage, Fault, FaultOp, FaultPlan, FaultProbe, FaultyStorage};
 use shardwal::{Shard, ShardId, WalConfig};
 
 fn counted() -> (Rc<FaultyStorage<DmaStorage>>, FaultProbe) {
@@ -147,6 +147,39 @@ fn a_large_first_segment_is_zeroed_only_up_to_the_limit() {
         s.close().await.unwrap();
     });
     assert_log_eq(&read_all(d.path(), 0), &expected, "past the zeroed prefix");
+}
+
+/// A write or the fdatasync of the open's zeroing failing fails the open with `Error::Io`
+/// naming that step; nothing was acknowledged, and a later open of the same directory
+/// works and keeps what is appended then.
+#[test]
+fn a_failed_zeroing_fails_the_open_and_a_reopen_works() {
+    for op in [FaultOp::Write, FaultOp::Fdatasync] {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = small(d.path(), 1).build().unwrap();
+        run(&cfg, || async {
+            let storage = FaultyStorage::new(DmaStorage::new(false), Fault::eio(op, 0, false));
+            let probe = storage.probe();
+            let err = Shard::open_with_storage(&cfg, ShardId(0), Rc::new(storage))
+                .await
+                .err();
+            assert_eq!(probe.injected(), 1, "{op:?}");
+            match err {
+                Some(shardwal::Error::Io { op: step, .. }) => {
+                    assert_eq!(step, "zeroing the first segment", "{op:?}")
+                }
+                other => panic!("{op:?}: {other:?}"),
+            }
+            let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+            s.append_durable(b"after").await.unwrap();
+            s.close().await.unwrap();
+        });
+        assert_log_eq(
+            &read_all(d.path(), 0),
+            &[b"after".to_vec()],
+            "after the reopen",
+        );
+    }
 }
 
 #[test]
