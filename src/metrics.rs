@@ -34,9 +34,18 @@ pub struct ShardMetrics {
     pub segments_recycled: u64,
     /// Segment files kept as spares by truncation, instead of removed.
     pub segments_retired_as_spares: u64,
-    /// Bytes of zeros written ahead of the write head (see `zero_ahead`), in pieces of
-    /// 256 KiB (or one flush buffer if smaller), only while no commit waited.
+    /// Bytes of zeros the flusher wrote so that records land on written blocks (see
+    /// `zero_ahead`), in pieces of 256 KiB (or one flush buffer if smaller): through the
+    /// prepared segment, and ahead of the write head while no commit waited; none while
+    /// commits average [`ShardMetrics::sync_bytes_avg`] of 384 KiB or more. The zeroing of
+    /// a new first segment by [`crate::Shard::open`] is not counted here.
     pub zeroed_bytes: u64,
+    /// Bytes each durability point (an fdatasync; with `Durability::Dsync` a flusher pass
+    /// that completed writes) made durable, as a running average in which each new one
+    /// weighs a quarter; 4 KiB-padded batch bytes, 0 before the first. Zeroing ahead stops
+    /// while it is 384 KiB or more (large commits: the zeros would cost more device time
+    /// than the journal commits they save).
+    pub sync_bytes_avg: u64,
     /// I/O errors seen (the first one fails the shard).
     pub io_errors: u64,
     /// Batches sealed by `append` as a piece of a larger batch that no commit waited for

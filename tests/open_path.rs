@@ -279,3 +279,63 @@ fn the_next_segment_is_zeroed_in_step_and_the_log_rotates_into_it() {
         assert_eq!(read_all(d.path(), 0).len() as u64, seq);
     });
 }
+
+/// Zeroing ahead stops while commits are large (`zero_ahead`, "Only while commits are
+/// small"): a writer that commits 1 MiB at a time goes through several 4 MiB segments
+/// having zeroed at most what was due before its second commit (without the rule it zeroes
+/// each prepared segment through, 4 MiB per rotation), while 64 KiB commits on the same
+/// geometry zero the prepared segment as the active one fills. Every record reads back
+/// either way: only where the zeros go changes, never what recovery sees.
+#[test]
+fn large_commits_stop_the_zeroing_and_small_ones_keep_it() {
+    const SEGMENT: u64 = 4 << 20;
+    let geometry = |dir: &std::path::Path| {
+        WalConfig::builder(dir)
+            .shard_count(1)
+            .placement(shardwal::CpuPlacement::Unbound)
+            .flush_buffer_bytes(256 << 10)
+            .flush_buffer_count(8)
+            .segment_bytes(SEGMENT)
+            .max_record_bytes(64 << 10)
+            .build()
+            .unwrap()
+    };
+    // (records per commit, rotations to go through)
+    for (per_commit, rotations) in [(16u64, 6u64), (1, 2)] {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = geometry(d.path());
+        let mut expected = Vec::new();
+        let m = run(&cfg, || async {
+            let s = Shard::open(&cfg, ShardId(0)).await.unwrap();
+            let mut seq = 0u64;
+            while s.metrics().rotations < rotations {
+                for _ in 0..per_commit {
+                    let p = vec![(seq % 251) as u8; 64 << 10];
+                    s.append(&p).await.unwrap();
+                    expected.push(p);
+                    seq += 1;
+                }
+                s.sync().await.unwrap();
+            }
+            let m = s.metrics();
+            s.close().await.unwrap();
+            m
+        });
+        let records_bytes = expected.len() as u64 * (64 << 10);
+        if per_commit == 16 {
+            assert!(m.sync_bytes_avg >= 384 << 10, "{m:?}");
+            assert!(records_bytes >= 5 * SEGMENT, "{m:?}");
+            assert!(
+                m.zeroed_bytes <= SEGMENT,
+                "zeroed past the second commit: {m:?}"
+            );
+        } else {
+            assert!(m.sync_bytes_avg < 384 << 10, "{m:?}");
+            assert!(
+                m.zeroed_bytes >= 1 << 20,
+                "small commits zeroed too little: {m:?}"
+            );
+        }
+        assert_log_eq(&read_all(d.path(), 0), &expected, "after the run");
+    }
+}

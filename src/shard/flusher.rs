@@ -35,7 +35,9 @@
 //!    `segment_bytes` (`segment::next_segment_bytes`).
 //! 7. [`zero`]: one piece of zeros at a time, so that records land on written blocks (see
 //!    `zero_ahead`): a bounded distance ahead of the write head while nothing waits to
-//!    become durable, otherwise through the prepared segment from its start.
+//!    become durable, otherwise through the prepared segment from its start; none while
+//!    the recent commits averaged 384 KiB or more, where zeros cost more than the journal
+//!    commits they save.
 //!
 //! After every pass, debug builds (and so the simulation under `cargo test`) run
 //! [`State::check_invariants`].
@@ -338,6 +340,7 @@ fn sync(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
                     && sync_due(st, ring_bytes as u64)
                 {
                     let target = st.marks.completed_lsn;
+                    st.pacing.sync_bytes.record(st.io.unsynced_bytes);
                     st.io.unsynced_bytes = 0;
                     let files: Vec<_> = st.io.dirty.drain(..).map(|(_, f)| f).collect();
                     st.io.sync = Some((
@@ -353,6 +356,9 @@ fn sync(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
             }
             Durability::Dsync | Durability::NoSyncBenchmarkOnly => {
                 st.io.dirty.clear();
+                if st.io.unsynced_bytes > 0 {
+                    st.pacing.sync_bytes.record(st.io.unsynced_bytes);
+                }
                 st.io.unsynced_bytes = 0;
                 make_durable(st, st.marks.completed_lsn);
             }
@@ -475,13 +481,15 @@ fn fail_io(core: &Core, st: &mut State, op: FailedOp, path: &Path, e: std::io::E
 
 /// Phase 7: collects the zero piece in flight, or issues the next one (see `zero_ahead`):
 /// ahead of the write head in the active segment while the shard is quiet, else through
-/// the prepared segment from its start. Returns whether it made progress. A failed or
-/// short zero write fails the shard like any other write.
+/// the prepared segment from its start; none while commits are large
+/// (`SyncBytes::zeroing_pays`). Returns whether it made progress. A failed or short zero
+/// write fails the shard like any other write.
 fn zero(core: &Core, st: &mut State, cx: &mut Context<'_>) -> bool {
     if st.io.zeroing.is_some() {
         return collect_zero_piece(core, st, cx);
     }
-    if !st.lifecycle.is_open() || !st.pacing.session_durable {
+    let pays = st.pacing.sync_bytes.zeroing_pays();
+    if !st.lifecycle.is_open() || !st.pacing.session_durable || !pays {
         return false;
     }
     let quiet = may_issue(Quiet {

@@ -309,6 +309,7 @@ impl Shard {
         ShardMetrics {
             // Counted by the ring, which allocates the buffers.
             unregistered_refills: st.ring.unregistered_refills,
+            sync_bytes_avg: st.pacing.sync_bytes.avg_bytes(),
             ..st.metrics
         }
     }

@@ -26,6 +26,7 @@ use crate::segment::{
 };
 use crate::shm::owner::{HeaderOwner, ShardHeader};
 use crate::storage::Storage;
+use crate::zero_ahead::SyncBytes;
 
 fn sync_std_dir(path: &std::path::Path) -> Result<()> {
     std::fs::File::open(path)
@@ -291,6 +292,7 @@ fn new_state(
             hold_timer: None,
             piece_run: false,
             piece_handoff: false,
+            sync_bytes: SyncBytes::default(),
         },
         lifecycle: Lifecycle::Open,
         batch_hold: false,

@@ -38,7 +38,7 @@ use crate::seek::LearnedStarts;
 use crate::segment::{PreparedSegment, SegmentHeader, Spare, BLOCK_BYTES};
 use crate::shm::owner::ShardHeader;
 use crate::storage::{Storage, StorageFile};
-use crate::zero_ahead::{batch_limit_bytes, ZeroPiece};
+use crate::zero_ahead::{batch_limit_bytes, SyncBytes, ZeroPiece};
 
 use super::overlap::piece_due;
 
@@ -240,6 +240,9 @@ pub(crate) struct Pacing {
     /// A piece was sealed since an append last let the reactor run: the next append does
     /// that before it copies (see `overlap`).
     pub piece_handoff: bool,
+    /// Bytes per durability point, on average: zeroing ahead stops while they are large
+    /// (see `zero_ahead`).
+    pub sync_bytes: SyncBytes,
 }
 
 /// A group-commit hint: see [`Shard::expect_appends`](super::Shard::expect_appends).
