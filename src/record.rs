@@ -81,6 +81,11 @@ impl FrameKey {
         }
     }
 
+    /// The seed the key was derived from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     /// `xxh3_64_with_seed(bytes, seed)`, without deriving the secret again.
     #[inline]
     fn checksum(&self, bytes: &[u8]) -> u64 {

@@ -17,6 +17,7 @@ use crate::config::WalConfig;
 use crate::error::{Error, Result};
 use crate::lsn::{Lsn, ShardId};
 use crate::metrics::ShardMetrics;
+use crate::record::FrameKey;
 use crate::recovery::{scan_shard, ChainSegment, ShardScan};
 use crate::ring::Ring;
 use crate::seek::LearnedStarts;
@@ -126,13 +127,11 @@ pub(super) async fn open_on(
         config.flush_buffer_bytes,
         crate::zero_ahead::piece_bytes(config.flush_buffer_bytes),
     );
-    let chain = std::mem::take(&mut scan.chain);
     let segments = recovered_segments(
         config,
-        &sdir,
+        (id, &sdir),
         &*storage,
-        &scan,
-        chain,
+        &mut scan,
         spares,
         (&arena.zero_block, &arena.zeros),
     )
@@ -178,18 +177,18 @@ fn create_shard_dir(config: &WalConfig, id: ShardId) -> Result<PathBuf> {
     Ok(sdir)
 }
 
-/// The segments of a shard recovery just scanned: its `chain`, and the segment appends go
-/// to: the one recovery resumes, else a new one at the end of the chain (from a spare
-/// when there is one).
+/// The segments of shard `id` (in `sdir`) that recovery just scanned: the scan's chain
+/// (taken out of `scan`), and the segment appends go to: the one recovery resumes, else a
+/// new one at the end of the chain (from a spare when there is one).
 async fn recovered_segments(
     config: &WalConfig,
-    sdir: &Path,
+    (id, sdir): (ShardId, &Path),
     storage: &dyn Storage,
-    scan: &ShardScan,
-    mut chain: Vec<ChainSegment>,
+    scan: &mut ShardScan,
     mut spares: Vec<Spare>,
     (zero_block, zeros): (&Rc<DmaBuffer>, &Rc<DmaBuffer>),
 ) -> Result<Segments> {
+    let mut chain = std::mem::take(&mut scan.chain);
     let mut next_generation = scan.next_generation;
     let active = match &scan.resume {
         // Recovery found only zeros past `write_pos`, but not whether they are written
@@ -204,6 +203,7 @@ async fn recovered_segments(
             write_pos: r.write_pos,
             segment_bytes: r.segment_bytes,
             zeroed_bytes: r.write_pos,
+            key: FrameKey::new(id.0, r.generation),
         },
         None => {
             // A spare has the full size and is written through; a new file is small and
@@ -233,6 +233,7 @@ async fn recovered_segments(
                 write_pos: 0,
                 segment_bytes: p.segment_bytes,
                 zeroed_bytes: p.zeroed_bytes,
+                key: FrameKey::new(id.0, p.generation),
             }
         }
     };

@@ -31,7 +31,7 @@ use crate::config::WalConfig;
 use crate::error::{Error, ShardFailure};
 use crate::lsn::{Lsn, ShardId};
 use crate::metrics::ShardMetrics;
-use crate::record::{encode_record_with, frame_bytes, FrameKey, FRAME_HEADER_BYTES};
+use crate::record::{encode_record_with, frame_bytes, segment_seed, FrameKey, FRAME_HEADER_BYTES};
 use crate::recovery::ChainSegment;
 use crate::ring::{BatchTarget, PieceWrite, Ring};
 use crate::seek::LearnedStarts;
@@ -140,10 +140,10 @@ pub(crate) struct Segments {
 }
 
 impl Segments {
-    /// Makes the prepared segment `p` the active one, its first record `base_lsn`.
-    /// Allocates nothing (it runs inside `append`): the flusher reserved the chain's room
-    /// when `p` became prepared.
-    fn rotate_to(&mut self, p: PreparedSegment, base_lsn: Lsn) {
+    /// Makes the prepared segment `p` the active one, its first record `base_lsn`, its
+    /// frames checksummed with `key`. Allocates nothing (it runs inside `append`): the
+    /// flusher reserved the chain's room when `p` became prepared.
+    fn rotate_to(&mut self, p: PreparedSegment, base_lsn: Lsn, key: FrameKey) {
         let last = self.chain.last().expect("the segment chain is never empty");
         assert!(p.generation > last.generation && base_lsn >= last.base_lsn);
         assert!(
@@ -161,6 +161,7 @@ impl Segments {
             write_pos: 0,
             segment_bytes: p.segment_bytes,
             zeroed_bytes: p.zeroed_bytes,
+            key,
         };
     }
 }
@@ -175,6 +176,8 @@ pub(crate) struct ActiveSegment {
     /// Bytes from the start of the file known to be really written, records or zeros (see
     /// `zero_ahead`); may lag `write_pos`.
     pub zeroed_bytes: u64,
+    /// Its frames' checksum key, derived once per segment rather than once per batch.
+    pub key: FrameKey,
 }
 
 /// The flusher's I/O in flight and what it still owes an fdatasync.
@@ -474,6 +477,7 @@ impl State {
             return false;
         }
         let a = &self.segments.active;
+        debug_assert_eq!(a.key.seed(), segment_seed(core.id.0, a.generation));
         let header = (a.write_pos == 0).then_some(SegmentHeader {
             shard: core.id,
             generation: a.generation,
@@ -496,7 +500,7 @@ impl State {
         let target = BatchTarget {
             generation: a.generation,
             file: a.file.clone(),
-            key: FrameKey::new(core.id.0, a.generation),
+            key: a.key.clone(),
             file_pos: a.write_pos,
             limit_bytes: limit as usize,
             header,
@@ -514,7 +518,8 @@ impl State {
         };
         let base_lsn = self.marks.next_lsn;
         tracing::info!(shard = %core.id, generation = p.generation, base_lsn = %base_lsn, "segment rotation");
-        self.segments.rotate_to(p, base_lsn);
+        let key = FrameKey::new(core.id.0, p.generation);
+        self.segments.rotate_to(p, base_lsn, key);
         self.metrics.rotations += 1;
         self.wake_flusher(); // prepare the next one
         true
