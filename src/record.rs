@@ -58,7 +58,7 @@ const XXH3_MID_SIZE_MAX: usize = 240;
 /// `xxh3_64_with_seed` derives the 192-byte secret again on every call with more than 240
 /// bytes of input (a record with a payload above 224 bytes), which was about a third of the
 /// cost of checksumming a 256-byte record (38 ns against 24 ns with the secret derived
-/// once, measured on the project's machine). A key derives it once per batch; the checksums
+/// once, measured on the project's machine). A shard derives a key once per segment; the checksums
 /// are bit for bit those of `xxh3_64_with_seed` (a unit test compares every length up to
 /// 4 KiB), so the on-disk format does not change.
 #[derive(Clone)]
